@@ -93,8 +93,11 @@ fn is_text(b: &[u8]) -> bool {
         })
 }
 
+/// `HdrS`, or at least an x86 boot sector signature with room for a setup
+/// header: a damaged bzImage is still reported as one, with the reason.
 fn has_bzimage_magic(b: &[u8]) -> bool {
     b.get(0x202..0x206) == Some(b"HdrS")
+        || (b.len() >= 0x206 && b.get(0x1fe..0x200) == Some(&[0x55, 0xaa]))
 }
 
 /// Identifies the format of `b`.

@@ -119,7 +119,42 @@ impl Header {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Arm64Image {
     pub header: Header,
+    /// The kernel's `linux_banner` ("Linux version 6.1.0-56-arm64 (…) …"),
+    /// found by searching the uncompressed image: the arm64 header has no
+    /// version field, and this is what `uname -a` will print.
+    pub linux_banner: Option<String>,
     pub efi: Option<super::pe::PeInfo>,
+}
+
+/// The banner's fixed prefix in `init/version.c`.
+const BANNER: &[u8] = b"Linux version ";
+/// Longest banner read.
+const MAX_BANNER: usize = 512;
+
+/// Finds a printable, NUL-terminated "Linux version …" string.
+fn find_banner(b: &[u8]) -> Option<String> {
+    let mut from = 0;
+    while let Some(pos) = b
+        .get(from..)?
+        .windows(BANNER.len())
+        .position(|w| w == BANNER)
+    {
+        let start = from + pos;
+        let tail = &b[start..b.len().min(start + MAX_BANNER)];
+        if let Some(end) = tail.iter().position(|&c| c == 0 || c == b'\n') {
+            let text = &tail[..end];
+            // The real banner has a version after the prefix; other copies
+            // (format strings such as "Linux version %s") do not.
+            if text.len() > BANNER.len()
+                && text[BANNER.len()].is_ascii_digit()
+                && text.iter().all(|c| (0x20..0x7f).contains(c))
+            {
+                return Some(String::from_utf8_lossy(text).into_owned());
+            }
+        }
+        from = start + 1;
+    }
+    None
 }
 
 /// Parses an uncompressed Image. `image_size` counts bss, so the file is
@@ -132,7 +167,11 @@ pub fn parse_image(b: &[u8]) -> Result<Arm64Image> {
     } else {
         None
     };
-    Ok(Arm64Image { header, efi })
+    Ok(Arm64Image {
+        header,
+        linux_banner: find_banner(b),
+        efi,
+    })
 }
 
 /// An EFI zboot image: a small EFI application that decompresses the real
@@ -281,6 +320,18 @@ mod tests {
             decompress(&gz),
             Err(Error::NotAnImageInside { .. })
         ));
+    }
+
+    #[test]
+    fn finds_the_banner_not_the_format_string() {
+        let mut body =
+            b"xx Linux version %s (%s)\0 yy Linux version 6.6.0-test (me@host) #1 SMP\n\0".to_vec();
+        body.extend_from_slice(&[0; 16]);
+        let img = parse_image(&build_image(0, 0x1000, 0xa, &body)).unwrap();
+        assert_eq!(
+            img.linux_banner.as_deref(),
+            Some("Linux version 6.6.0-test (me@host) #1 SMP")
+        );
     }
 
     #[test]

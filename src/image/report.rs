@@ -22,7 +22,8 @@
 //! - `vmlinux`: `kind`, `class`, `big_endian`, `machine`, `entry`,
 //!   `load_segments[]` (`offset`, `vaddr`, `paddr`, `filesz`, `memsz`,
 //!   `flags`), `notes[]` (`name`, `type`, `value`), `build_salt`, `build_id`;
-//! - `arm64_image`: `header` (`text_offset`, `image_size`, `flags`,
+//! - `arm64_image`: `linux_banner` (the "Linux version …" string found in
+//!   the image, or `null`), `header` (`text_offset`, `image_size`, `flags`,
 //!   `big_endian`, `page_size`, `phys_placement_anywhere`,
 //!   `pe_header_offset`, `efi_stub`), `efi` (PE facts or `null`);
 //! - `arm64_compressed`: `compression`, `decompressed_size`, `image` (as
@@ -173,6 +174,7 @@ fn pe_rows(t: &mut Table<'_, '_>, pe: &PeInfo) -> fmt::Result {
 
 fn arm64_rows(t: &mut Table<'_, '_>, img: &Arm64Image) -> fmt::Result {
     let h = &img.header;
+    t.opt("kernel version", img.linux_banner.as_deref())?;
     t.row("text_offset", hex(h.text_offset))?;
     t.row("image_size", hex(h.image_size))?;
     t.row("flags", hex(h.flags))?;

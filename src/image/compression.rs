@@ -156,13 +156,19 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
             input.len() - rest.len()
         }
         Compression::Xz => {
-            let mut rest = input;
+            // lzma-rs rejects anything after the stream (the next initramfs
+            // segment), so find where the stream ends first.
+            let end = xz_stream_end(input).ok_or_else(|| Error::Corrupt {
+                format,
+                reason: "no valid xz stream footer (truncated?)".into(),
+            })?;
+            let mut stream = &input[..end];
             let mut out = BoundedWriter {
                 buf: &mut data,
                 limit,
                 overflow: false,
             };
-            let result = lzma_rs::xz_decompress(&mut rest, &mut out);
+            let result = lzma_rs::xz_decompress(&mut stream, &mut out);
             if out.overflow {
                 return Err(Error::TooLarge { format, limit });
             }
@@ -170,7 +176,7 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
                 format,
                 reason: e.to_string(),
             })?;
-            input.len() - rest.len()
+            end
         }
         other => {
             return Err(Error::Unsupported {
@@ -180,6 +186,23 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
         }
     };
     Ok(Decompressed { data, consumed })
+}
+
+/// Length of the xz stream at the start of `input`: the first 4-aligned
+/// offset where a stream footer whose CRC32 checks out and whose flags
+/// repeat the header's ends. (An xz stream is always a multiple of four
+/// bytes; the footer is CRC32, backward size, flags, "YZ".)
+fn xz_stream_end(input: &[u8]) -> Option<usize> {
+    let flags = input.get(6..8)?;
+    (24..=input.len()).step_by(4).find(|&end| {
+        let footer = &input[end - 12..end];
+        if &footer[10..12] != b"YZ" || &footer[8..10] != flags {
+            return false;
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(&footer[4..10]);
+        crc.sum().to_le_bytes() == footer[0..4]
+    })
 }
 
 /// Decompresses a whole buffer that holds one stream of `format`.
@@ -311,6 +334,23 @@ mod tests {
             assert!(
                 decompress(Compression::Gzip, &z[..len], 1000).is_err(),
                 "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn xz_stream_followed_by_other_data() {
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &b"hello xz"[..], &mut xz).unwrap();
+        let len = xz.len();
+        xz.extend_from_slice(b"070701trailing cpio");
+        let d = decompress_stream(Compression::Xz, &xz, 100).unwrap();
+        assert_eq!(d.data, b"hello xz");
+        assert_eq!(d.consumed, len);
+        for cut in 0..len {
+            assert!(
+                decompress_stream(Compression::Xz, &xz[..cut], 100).is_err(),
+                "cut {cut}"
             );
         }
     }

@@ -63,20 +63,13 @@ impl Sha256 {
             self.pending += 1;
             i += 1;
             if self.pending == 64 {
-                let b = self.block;
-                compress(&mut self.state, &b);
+                compress(&mut self.state, self.block.as_ptr());
                 self.pending = 0;
             }
         }
         // Whole blocks straight from memory.
         while len - i >= 64 {
-            let mut b = [0u8; 64];
-            let mut j = 0;
-            while j < 64 {
-                b[j] = *ptr.add(i + j);
-                j += 1;
-            }
-            compress(&mut self.state, &b);
+            compress(&mut self.state, ptr.add(i));
             i += 64;
         }
         // Keep the tail.
@@ -137,37 +130,39 @@ pub fn digest(data: &[u8]) -> [u8; 32] {
     h.finalize()
 }
 
-fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
-    let mut w = [0u32; 64];
+/// One 64-byte block. Reads the message straight from memory and keeps a
+/// rolling 16-word schedule: no block copy and no 256-byte array to clear,
+/// which matters under emulation (QEMU/TCG runs `rep stos` slowly).
+///
+/// # Safety
+/// `block` must point to 64 readable bytes.
+unsafe fn compress(state: &mut [u32; 8], block: *const u8) {
+    let mut w = [0u32; 16];
     let mut t = 0;
     while t < 16 {
-        w[t] = u32::from_be_bytes([
-            block[4 * t],
-            block[4 * t + 1],
-            block[4 * t + 2],
-            block[4 * t + 3],
-        ]);
-        t += 1;
-    }
-    while t < 64 {
-        let s0 = w[t - 15].rotate_right(7) ^ w[t - 15].rotate_right(18) ^ (w[t - 15] >> 3);
-        let s1 = w[t - 2].rotate_right(17) ^ w[t - 2].rotate_right(19) ^ (w[t - 2] >> 10);
-        w[t] = w[t - 16]
-            .wrapping_add(s0)
-            .wrapping_add(w[t - 7])
-            .wrapping_add(s1);
+        w[t] = u32::from_be(core::ptr::read_unaligned(block.add(4 * t) as *const u32));
         t += 1;
     }
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
     t = 0;
     while t < 64 {
+        if t >= 16 {
+            let w15 = w[(t + 1) & 15];
+            let w2 = w[(t + 14) & 15];
+            let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
+            let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
+            w[t & 15] = w[t & 15]
+                .wrapping_add(s0)
+                .wrapping_add(w[(t + 9) & 15])
+                .wrapping_add(s1);
+        }
         let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
         let ch = (e & f) ^ (!e & g);
         let t1 = h
             .wrapping_add(s1)
             .wrapping_add(ch)
-            .wrapping_add(K[t])
-            .wrapping_add(w[t]);
+            .wrapping_add(K[t & 63])
+            .wrapping_add(w[t & 15]);
         let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
         let maj = (a & b) ^ (a & c) ^ (b & c);
         let t2 = s0.wrapping_add(maj);

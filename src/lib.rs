@@ -4,5 +4,6 @@
 //! `Display` is a complete sentence a user can act on. The `kexec` binary
 //! (`src/main.rs`) is a thin layer that turns those into output and exit codes.
 
+pub mod classic;
 pub mod image;
 pub mod syscall;

@@ -94,38 +94,40 @@ pub fn boot_param_fix(facts: &Facts, param: &str) -> String {
 }
 
 /// The fix for `kexec_load_disabled=1`, which no running kernel can undo.
+///
+/// Upstream kernels start at 0 and only a sysctl write sets it, so the fix is
+/// to find that write; Alpine's kernels start at 1 and take a boot parameter.
 pub fn load_disabled_fix(facts: &Facts) -> String {
-    let boot_param = facts.alpine
+    let alpine_kernel = facts.alpine
         || facts.boot == BootSetup::AlpineExtlinux
         || facts
             .cmdline
             .as_deref()
             .is_some_and(|c| c.contains("kexec_load_disabled="));
-    let mut fix = String::new();
     if !facts.sysctl_sources.is_empty() {
         let files: Vec<String> = facts
             .sysctl_sources
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        fix.push_str(&format!(
+        let mut fix = format!(
             "remove kernel.kexec_load_disabled from {} (it can only be set, never cleared, at run time) and reboot",
             files.join(", ")
-        ));
-    }
-    if boot_param || fix.is_empty() {
-        if !fix.is_empty() {
+        );
+        if alpine_kernel {
             fix.push_str("; also ");
+            fix.push_str(&boot_param_fix(facts, "kexec_load_disabled=0"));
         }
-        fix.push_str(&boot_param_fix(facts, "kexec_load_disabled=0"));
-        if !boot_param {
-            fix.push_str(
-                " (the kexec_load_disabled= boot parameter exists in Alpine's kernels; on others, find what sets \
-                 the sysctl at boot)",
-            );
-        }
+        return fix;
     }
-    fix
+    if alpine_kernel {
+        return boot_param_fix(facts, "kexec_load_disabled=0");
+    }
+    format!(
+        "it cannot be cleared at run time: on an Alpine kernel (which starts with it at 1), {}; on other kernels \
+         something set it after boot (a sysctl file or boot script): remove that and reboot",
+        boot_param_fix(facts, "kexec_load_disabled=0")
+    )
 }
 
 /// Why signatures are being enforced on this machine, if they are.

@@ -228,6 +228,17 @@ impl Zboot {
 /// Image (or anything else that is not a compressed arm64 kernel), or the
 /// decompressed contents of `Image.gz`, `Image.zst` or a zboot payload,
 /// capped at [`MAX_DECOMPRESSED`]. The result is checked to be an Image.
+///
+/// ```
+/// use std::io::Write;
+/// use kexec::image::arm64;
+///
+/// let image = arm64::build_image(0, 0x10000, 0xa, &[0; 256]);
+/// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+/// gz.write_all(&image).unwrap();
+/// let gz = gz.finish().unwrap();
+/// assert_eq!(arm64::decompress(&gz).unwrap().as_ref(), image.as_slice());
+/// ```
 pub fn decompress(b: &[u8]) -> Result<Cow<'_, [u8]>> {
     decompress_bounded(b, MAX_DECOMPRESSED)
 }

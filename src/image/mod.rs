@@ -93,6 +93,18 @@ fn one_line(s: &str) -> String {
 
 /// Reports what `b` is. Unknown formats are an error that says what the
 /// bytes look like.
+///
+/// ```
+/// use kexec::image::{self, cpio, Image};
+///
+/// let initrd = cpio::build_newc(&[("init", b"#!/bin/sh\n")]);
+/// let report = image::inspect_bytes(&initrd).unwrap();
+/// assert!(matches!(report.image, Image::Initramfs(_)));
+/// assert_eq!(serde_json::to_value(&report).unwrap()["format"], "initramfs");
+///
+/// let err = image::inspect_bytes(b"\x89PNG\r\n\x1a\n....").unwrap_err();
+/// assert_eq!(err.to_string(), "not a kernel image or initramfs: it looks like a PNG image");
+/// ```
 pub fn inspect_bytes(b: &[u8]) -> Result<ImageReport> {
     inspect_at_depth(b, 0)
 }
@@ -143,6 +155,11 @@ fn inspect_at_depth(b: &[u8], depth: u32) -> Result<ImageReport> {
 }
 
 /// Reads and inspects a file; every failure names the file.
+///
+/// ```
+/// let err = kexec::image::inspect_path("/nonexistent/vmlinuz".as_ref()).unwrap_err();
+/// assert_eq!(err.to_string(), "/nonexistent/vmlinuz: no such file; check the path");
+/// ```
 pub fn inspect_path(path: &Path) -> std::result::Result<ImageReport, InspectError> {
     let fail = |kind, reason: String, advice| InspectError {
         path: path.to_path_buf(),

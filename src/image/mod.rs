@@ -154,6 +154,9 @@ fn inspect_at_depth(b: &[u8], depth: u32) -> Result<ImageReport> {
     Ok(ImageReport::new(size, image))
 }
 
+/// Largest file [`inspect_path`] reads into memory.
+pub const MAX_FILE_SIZE: u64 = 4 << 30;
+
 /// Reads and inspects a file; every failure names the file.
 ///
 /// ```
@@ -184,6 +187,21 @@ pub fn inspect_path(path: &Path) -> std::result::Result<ImageReport, InspectErro
             InspectErrorKind::IsADirectory,
             "is a directory, not a kernel image".into(),
             "pass a file inside it, such as /boot/vmlinuz-$(uname -r)",
+        ));
+    }
+    // A device or FIFO could be endless (/dev/zero): only read files.
+    if !meta.is_file() {
+        return Err(fail(
+            InspectErrorKind::Invalid,
+            "is not a regular file (a device, FIFO or socket)".into(),
+            "pass a kernel image or initramfs file",
+        ));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(fail(
+            InspectErrorKind::Invalid,
+            format!("is {} bytes, larger than any kernel or initramfs this tool reads ({MAX_FILE_SIZE} bytes)", meta.len()),
+            "pass a kernel image or initramfs file",
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| {

@@ -89,8 +89,10 @@ pub struct SetupHeader {
     /// of the protected-mode code.
     pub payload_offset: Option<u32>,
     pub payload_length: Option<u32>,
+    #[serde(with = "super::hex::option")]
     pub setup_data: Option<u64>,
     /// 2.10+.
+    #[serde(with = "super::hex::option")]
     pub pref_address: Option<u64>,
     /// 2.10+: memory the kernel needs from its load address while it
     /// decompresses itself; what a loader must reserve.

@@ -11,6 +11,7 @@ pub mod compression;
 pub mod cpio;
 pub mod detect;
 pub mod elf;
+mod hex;
 pub mod initramfs;
 pub mod pe;
 pub mod report;

@@ -39,8 +39,11 @@
 //!   `in_first_segment`, `uncompressed`, `loadable_early`),
 //!   `microcode_problem` (`null` or `{kind, file, segment, …}`).
 //!
-//! Numbers are JSON numbers (addresses included); compressions are
-//! lower-case names (`gzip`, `xz`, `zstd`, `lz4`, `lz4_frame`, `lzma`,
+//! 64-bit addresses (`entry`, `vaddr`, `paddr` of ELF files, `pref_address`,
+//! `setup_data`, `image_base`) are hex strings such as
+//! `"0xffffffff81000000"`, because JSON numbers above 2^53 lose precision in
+//! jq and JavaScript; every other number (sizes, offsets, 32-bit fields) is
+//! a JSON number. Compressions are lower-case names (`gzip`, `xz`, `zstd`, `lz4`, `lz4_frame`, `lzma`,
 //! `bzip2`, `lzo`).
 
 use std::fmt;

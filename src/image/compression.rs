@@ -3,7 +3,7 @@
 //!
 //! Kernel payloads, `Image.gz`, zboot payloads and initramfs segments all use
 //! the same handful of compressors. Recognising them is enough to report a
-//! bzImage's payload; decompression (gzip, zstd, xz) is needed to reach an
+//! bzImage's payload; decompression (gzip, zstd, xz, LZ4 legacy) is needed to reach an
 //! arm64 header or to list the files of a compressed initramfs. Every
 //! decompression is capped so that a small "bomb" file is an error, not an
 //! out-of-memory kill.

@@ -238,6 +238,9 @@ pub struct Payload {
 /// Everything this crate reads from a bzImage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BzImage {
+    /// Boot protocol version as text, e.g. "2.15" (`header.version` is the
+    /// raw 0x020f).
+    pub protocol: String,
     pub header: SetupHeader,
     /// "6.1.0-56-cloud-amd64 (debian-kernel@…) #1 SMP … Debian 6.1.192-2 (…)".
     pub kernel_version: Option<String>,
@@ -324,6 +327,7 @@ impl BzImage {
             None
         };
         Ok(BzImage {
+            protocol: format!("{}.{:02}", header.version >> 8, header.version & 0xff),
             header,
             kernel_version,
             payload,

@@ -5,5 +5,14 @@
 //! (`src/main.rs`) is a thin layer that turns those into output and exit codes.
 
 pub mod classic;
+pub mod check;
+pub mod cli;
+pub mod cmdline;
+pub mod diagnose;
+pub mod ifdown;
 pub mod image;
+pub mod initrd;
+pub mod kernel_file;
+pub mod status;
 pub mod syscall;
+pub mod sysview;

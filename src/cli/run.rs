@@ -317,14 +317,35 @@ fn prepare(
             ))),
         }
     }
+    // A UKI's own .cmdline applies unless the user gave a command line.
+    let mut request = inv.cmdline.clone();
+    if request == cmdline::Request::default() {
+        if let Some(c) = kernel.uki.as_ref().and_then(|u| u.cmdline.clone()) {
+            request.append = Some(c);
+        }
+    }
     let cmdline = cmdline::build(
-        &inv.cmdline,
+        &request,
         || ctx.view.proc_cmdline(),
         inv.crash,
         kernel.cmdline_capacity(inv.crash),
     )
     .map_err(|e| Failure::usage(format!("{e}")))?;
-    let initrd = initrd::from_paths(&initrd_paths).map_err(|e| Failure::usage(e.to_string()))?;
+    let embedded_name = format!(".initrd of {}", kernel.path.display());
+    let embedded = kernel
+        .uki
+        .as_ref()
+        .and_then(|u| u.initrd.as_deref())
+        .map(|d| (embedded_name, d));
+    let initrd =
+        initrd::assemble(embedded, &initrd_paths).map_err(|e| Failure::usage(e.to_string()))?;
+    if let Some(i) = initrd.as_ref().filter(|i| initrd::wants_microcode_check(i)) {
+        if let Some(problem) = initrd::microcode_problem(i) {
+            notify(Notice::Warning(format!(
+                "{problem} (the initrd is loaded anyway)"
+            )));
+        }
+    }
     let mut hints = kernel.hints();
     hints.initrd_len = initrd.as_ref().map(|i| i.total_len);
     hints.cmdline_len = cmdline.as_bytes().len();
@@ -889,6 +910,58 @@ mod tests {
         // --force boots it anyway (and, as in kexec-tools, -l after -f only loads).
         assert_eq!(m.run(&["-f", "-l", "--flavor=auto"]), Ok(0));
         assert!(!m.sys.rebooted());
+    }
+
+    #[test]
+    fn uki_loads_its_kernel_initrd_and_cmdline_unless_given() {
+        let kernel = tiny_bzimage("6.6.58-0-lts");
+        let uki = crate::image::uki::build(&[
+            (".linux", &kernel),
+            (".initrd", b"UKI-INITRD"),
+            (".cmdline", b"root=/dev/vda rw"),
+        ]);
+        let mut m = Machine::new(&[("boot/linux.efi", &uki)]);
+        let u = m.path("boot/linux.efi");
+        assert_eq!(m.run(&["-l", &u]), Ok(0));
+        let l = &m.file_loads()[0];
+        assert_eq!(l.0, kernel);
+        assert_eq!(l.1.as_deref(), Some(&b"UKI-INITRD"[..]));
+        assert_eq!(l.2, "root=/dev/vda rw");
+        let extra = m.path("boot/initramfs-lts");
+        assert_eq!(
+            m.run(&["-l", &u, "--append", "quiet", "--initrd", &extra]),
+            Ok(0)
+        );
+        let l = &m.file_loads()[1];
+        assert_eq!(l.1.as_deref(), Some(&b"UKI-INITRD\0\0INITRAMFS"[..]));
+        assert_eq!(l.2, "quiet");
+        assert_eq!(m.store().load(Target::Normal).unwrap().initrds.len(), 2);
+    }
+
+    #[test]
+    fn misplaced_microcode_gets_a_warning_and_still_loads() {
+        let mut m = Machine::new(&[]);
+        let k = m.path("boot/vmlinuz-lts");
+        // The microcode archive is gzip-compressed: the early loader skips it.
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/initramfs-microcode-compressed.cpio"
+        );
+        let data = std::fs::read(fixture).expect("fixture");
+        let p = m.root.path().join("boot/intel-ucode.img");
+        std::fs::write(&p, data).unwrap();
+        assert_eq!(
+            m.run(&["-l", &k, "--initrd", &p.display().to_string()]),
+            Ok(0)
+        );
+        assert!(
+            m.notices
+                .iter()
+                .any(|n| matches!(n, Notice::Warning(w) if w.contains("microcode"))),
+            "{:?}",
+            m.notices
+        );
+        assert_eq!(m.file_loads().len(), 1);
     }
 
     #[test]

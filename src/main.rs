@@ -41,7 +41,14 @@ fn dispatch(command: Command) -> u8 {
         Command::Info { images, json } => info(&images, json),
         Command::Check { crash, json } => {
             let facts = SystemView::live().facts();
-            let report = check::check(&facts, &sys.state(), crash, Abilities { classic: false });
+            let report = check::check(
+                &facts,
+                &sys.state(),
+                crash,
+                Abilities {
+                    classic: kexec::classic::purgatory::available(),
+                },
+            );
             if json {
                 println!(
                     "{}",

@@ -55,11 +55,14 @@ pub struct BootOpts {
     pub memory_mb: u32,
     /// Size of a fresh raw virtio disk to attach, in MiB.
     pub disk_mb: Option<u64>,
+    /// Extra host files for this run, as (path in the guest, host file), added as a last
+    /// initramfs layer of the first boot only (e.g. a second kernel in `/boot`).
+    pub files: Vec<(String, PathBuf)>,
 }
 
 impl Default for BootOpts {
     fn default() -> Self {
-        BootOpts { profile: Profile::Debian, extra_cmdline: Vec::new(), memory_mb: 1024, disk_mb: None }
+        BootOpts { profile: Profile::Debian, extra_cmdline: Vec::new(), memory_mb: 1024, disk_mb: None, files: Vec::new() }
     }
 }
 
@@ -95,6 +98,14 @@ impl Run {
         let user = guest::Userland::from_manifest(&crate::fetch::read_userland(&crate::cache::default_root())?)?;
         let bins = guest::build_binaries()?;
         let built = guest::build_initramfs(&k, &user, &bins, &dir)?;
+        if !opts.files.is_empty() {
+            let mut layer = crate::cpio::Archive::new();
+            for (at, host) in &opts.files {
+                layer.file_from(at, host, 0o644)?;
+            }
+            let mut f = std::fs::OpenOptions::new().append(true).open(&built.initrd)?;
+            layer.write_to(&mut f)?;
+        }
         let disk = match opts.disk_mb {
             Some(mb) => {
                 let p = dir.join("disk.img");

@@ -60,7 +60,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
     let accel_name = if accel == Accel::Kvm { "kvm" } else { "tcg" };
     let threads = args.test_threads.unwrap_or_else(|| (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) / 2).max(1));
     eprintln!("vm-test: accelerator {accel_name}, {threads} scenario(s) at a time, prepared in {:.1} s", t0.elapsed().as_secs_f64());
-    let mut nextest: Vec<String> = ["nextest", "run", "-p", "xtask", "--test", "vm", "--run-ignored", "only", "--no-fail-fast"]
+    let mut nextest: Vec<String> = ["nextest", "run", "-p", "xtask", "--test", "vm", "--test", "openrc", "--run-ignored", "only", "--no-fail-fast"]
         .into_iter()
         .map(String::from)
         .collect();

@@ -1,0 +1,445 @@
+//! OpenRC scenarios: fast reboots through OpenRC services in a guest booted like Alpine
+//! (busybox init running `openrc shutdown` for both `reboot` and `poweroff`).
+//!
+//! The Alpine wiki's two services are run verbatim (`vm/wiki/`) with the project's `kexec` and
+//! with kexec-tools' as the `kexec` in `PATH`; the shipped services (`openrc/`) are installed
+//! the way the README tells a user to (`kexec install-openrc`). A kexec reboot is proven by the
+//! next boot's ready line, a new `boot_id` and no QMP `RESET`; a firmware reboot by `RESET`;
+//! a poweroff by QMP `SHUTDOWN`. Run them with `cargo xtask vm-test openrc`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xtask::guest::Profile;
+use xtask::scenario::{scenario, BootOpts, Run, KEXEC_DEADLINE};
+
+/// Alpine names its boot files after the kernel flavor, the last `-` part of `uname -r`
+/// (`amd64` for the Debian cloud kernels the guests run): the services pick them by that name.
+const ALPINE_NAMES: &str =
+    "f=$(uname -r | awk -F- '{print $NF}'); ln -sf vmlinuz /boot/vmlinuz-$f; ln -sf initramfs /boot/initramfs-$f";
+
+/// Where the busybox-built early microcode archive goes, and the file it carries.
+const UCODE_IMG: &str = "/boot/intel-ucode.img";
+const UCODE_FILE: &str = "kernel/x86/microcode/GenuineIntel.bin";
+
+fn opts() -> BootOpts {
+    BootOpts {
+        profile: Profile::Debian,
+        ..BootOpts::default()
+    }
+}
+
+fn boot_id(run: &mut Run) -> Result<String> {
+    Ok(run
+        .ok("cat /proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
+}
+
+/// Sends `cmd` (a reboot) and proves that the next kernel came up through kexec: the ready
+/// line with `marker`, a new boot_id, and no firmware reset. Returns the time from the command
+/// to the new kernel's ready line, and everything the console printed meanwhile (the services'
+/// messages during the shutdown).
+fn reboot_expect_kexec(run: &mut Run, cmd: &str, marker: &str) -> Result<(Duration, String)> {
+    let before = boot_id(run)?;
+    let t = Instant::now();
+    run.vm.console.send(cmd)?;
+    let ready = format!("KEXECRS-READY marker={marker} ");
+    let text = run.vm.console.expect(
+        &ready,
+        KEXEC_DEADLINE,
+        &format!("the next kernel after `{cmd}`"),
+    )?;
+    let took = t.elapsed();
+    run.assert_no_firmware_reboot()?;
+    let after = boot_id(run)?;
+    if after == before {
+        bail!("the ready line came, but the boot_id is unchanged ({after}): no reboot happened");
+    }
+    eprintln!(
+        "[{}] `{cmd}` -> next kernel ready through kexec in {:.1} s",
+        run.name,
+        took.as_secs_f64()
+    );
+    Ok((took, text))
+}
+
+/// Waits until QEMU reports `event` over QMP; returns the time waited.
+fn wait_qmp_event(run: &Run, event: &str, deadline: Duration, why: &str) -> Result<Duration> {
+    let t = Instant::now();
+    while run.vm.qmp.count(event) == 0 {
+        if t.elapsed() > deadline {
+            bail!(
+                "no QMP {event} within {deadline:?} ({why}); {}",
+                run.vm.artifacts().replace('\n', "; ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(t.elapsed())
+}
+
+fn must_contain(text: &str, needle: &str, what: &str) -> Result<()> {
+    if !text.contains(needle) {
+        bail!(
+            "{what}: the console did not show {needle:?}; it showed:\n{}",
+            tail(text, 40)
+        );
+    }
+    Ok(())
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Installs the wiki's services exactly as the page says, with `kexec` in `PATH` being the
+/// given binary, and reboots: the second boot must come through kexec.
+fn wiki(name: &str, kexec_tools: bool) -> Result<()> {
+    let root = xtask::workspace_root();
+    let mut o = opts();
+    for svc in ["kexec-load", "kexec-exec"] {
+        o.files
+            .push((format!("/root/wiki/{svc}"), root.join("vm/wiki").join(svc)));
+    }
+    scenario(name, o, |run| {
+        if kexec_tools {
+            // Parity: kexec-tools' binary is the `kexec` the verbatim scripts find.
+            run.ok("ln -sf /usr/sbin/kexec-tools /sbin/kexec")?;
+            let v = run.ok("kexec --version")?;
+            must_contain(&v, "kexec-tools", "kexec in PATH is kexec-tools")?;
+        } else {
+            run.require(xtask::scenario::Impl::Ours)?;
+        }
+        run.ok(ALPINE_NAMES)?;
+        // The wiki's steps, one by one.
+        run.ok("cp /root/wiki/kexec-load /root/wiki/kexec-exec /etc/init.d/")?;
+        run.ok("chmod a+x /etc/init.d/kexec-load")?;
+        run.ok("chmod a+x /etc/init.d/kexec-exec")?;
+        run.ok("rc-update add kexec-load default")?;
+        run.ok("rc-update add kexec-exec shutdown")?;
+        run.ok("rc-service kexec-load start")?;
+        // --reuse-cmdline: the next boot announces the same marker; boot_id tells them apart.
+        let marker = run.guest.marker.clone();
+        let (_, text) = reboot_expect_kexec(run, "reboot", &marker)?;
+        must_contain(
+            &text,
+            "kexec-load: loading kernel for faster reboot",
+            "the wiki's kexec-load ran at shutdown",
+        )?;
+        must_contain(
+            &text,
+            "kexec-exec: Using kexec for faster reboot",
+            "the wiki's kexec-exec ran",
+        )?;
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_wiki_ours() -> Result<()> {
+    wiki("openrc_wiki_ours", false)
+}
+
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_wiki_kexec_tools() -> Result<()> {
+    wiki("openrc_wiki_kexec_tools", true)
+}
+
+/// `kexec install-openrc` as a new user runs it, then writes `conf` (if any) and restarts
+/// `kexec-load` so the configuration applies.
+fn install(run: &mut Run, conf: &str) -> Result<String> {
+    run.require(xtask::scenario::Impl::Ours)?;
+    run.ok(ALPINE_NAMES)?;
+    let out = run.ok("kexec install-openrc")?;
+    for want in [
+        "/etc/init.d/kexec-load",
+        "/etc/init.d/kexec-exec",
+        "/etc/conf.d/kexec",
+        "rc-update add kexec-exec shutdown",
+    ] {
+        must_contain(&out, want, "kexec install-openrc")?;
+    }
+    let levels = run.ok("ls /etc/runlevels/default /etc/runlevels/shutdown")?;
+    must_contain(&levels, "kexec-load", "kexec-load in the default runlevel")?;
+    must_contain(&levels, "kexec-exec", "kexec-exec in the shutdown runlevel")?;
+    if !conf.is_empty() {
+        // The console takes one line per command: append the settings with printf.
+        let lines: Vec<String> = conf.lines().map(|l| format!("'{l}'")).collect();
+        run.ok(&format!(
+            "printf '%s\\n' {} >> /etc/conf.d/kexec",
+            lines.join(" ")
+        ))?;
+        run.ok("rc-service kexec-load restart")?;
+    }
+    Ok(out)
+}
+
+fn loaded(run: &mut Run) -> Result<String> {
+    Ok(run.ok("cat /sys/kernel/kexec_loaded")?.trim().to_string())
+}
+
+/// Scenario 3: the shipped services with their defaults, installed as the README says, and
+/// the armed reboot (`kexec reboot`), which is what kexecs under busybox init in the default
+/// mode (`KEXEC_ON=reboot`). The kernel is loaded during the shutdown.
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_install_and_kexec_reboot() -> Result<()> {
+    scenario("openrc_install_and_kexec_reboot", opts(), |run| {
+        install(run, "")?;
+        if loaded(run)? != "0" {
+            bail!("with the default configuration nothing is loaded before the shutdown");
+        }
+        let marker = run.guest.marker.clone();
+        let (_, text) = reboot_expect_kexec(run, "kexec reboot", &marker)?;
+        must_contain(
+            &text,
+            "kexec-load: loading /boot/vmlinuz-amd64 for a fast reboot",
+            "the load at shutdown",
+        )?;
+        must_contain(&text, "kexec-exec: rebooting with kexec", "kexec-exec")?;
+        Ok(())
+    })
+}
+
+/// Scenario 3, continued: `KEXEC_PRELOAD=yes` with an early-microcode archive and the
+/// initramfs. The kernel is loaded at boot; the shutdown only checks that it is current. The
+/// new boot's root holds the microcode archive's file (so it was loaded, first: `kexec
+/// status` lists it first) and the initramfs (the boot reached its console).
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_preload_microcode_initramfs() -> Result<()> {
+    scenario("openrc_preload_microcode_initramfs", opts(), |run| {
+        let marker = format!("{}-boot2", run.name);
+        run.ok(&format!(
+            "mkdir -p /tmp/uc/$(dirname {UCODE_FILE}) && echo kexec-rs-test-microcode > /tmp/uc/{UCODE_FILE} && \
+             (cd /tmp/uc && find kernel | cpio -o -H newc > {UCODE_IMG})"
+        ))?;
+        let conf = format!(
+            "KEXEC_PRELOAD=yes\nCMDLINE=\"{}\"",
+            run.cmdline_for(&marker)
+        );
+        install(run, &conf)?;
+        if loaded(run)? != "1" {
+            bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
+        }
+        let status = run.ok("kexec status")?;
+        let ucode = status
+            .find(&format!("initrd:  {UCODE_IMG}"))
+            .context("kexec status does not list the microcode archive")?;
+        let initramfs = status
+            .find("initrd:  /boot/initramfs-amd64")
+            .context("kexec status does not list the initramfs")?;
+        if ucode > initramfs {
+            bail!("the microcode archive must be the first initrd:\n{status}");
+        }
+        let (_, text) = reboot_expect_kexec(run, "kexec reboot", &marker)?;
+        must_contain(
+            &text,
+            "kexec-load: preloaded kernel is current",
+            "the shutdown path with a preloaded kernel",
+        )?;
+        if text.contains("for a fast reboot") {
+            bail!(
+                "KEXEC_PRELOAD=yes, files unchanged: the shutdown loaded the kernel again:\n{}",
+                tail(&text, 40)
+            );
+        }
+        let u = run.ok(&format!("cat /{UCODE_FILE}"))?;
+        must_contain(
+            &u,
+            "kexec-rs-test-microcode",
+            "the microcode archive's file in the new root",
+        )?;
+        run.ok("test -x /sbin/kexec && test -x /etc/vm/console")?;
+        Ok(())
+    })
+}
+
+/// Scenario 4: stopping kexec-load by hand (not going down) loads nothing, and drops a
+/// preloaded kernel, so the next shutdown is a normal one (the wiki's advice).
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_stop_not_going_down_loads_nothing() -> Result<()> {
+    scenario("openrc_stop_not_going_down_loads_nothing", opts(), |run| {
+        install(run, "")?;
+        let out = run.ok("rc-service kexec-load stop")?;
+        must_contain(
+            &out,
+            "not rebooting or powering off; not loading a kernel",
+            "kexec-load stop",
+        )?;
+        if loaded(run)? != "0" {
+            bail!("rc-service kexec-load stop loaded a kernel while the system is not going down");
+        }
+        run.ok("echo KEXEC_PRELOAD=yes >> /etc/conf.d/kexec && rc-service kexec-load start")?;
+        if loaded(run)? != "1" {
+            bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
+        }
+        run.ok("rc-service kexec-load stop")?;
+        if loaded(run)? != "0" {
+            bail!("rc-service kexec-load stop left the preloaded kernel loaded: the next shutdown would kexec");
+        }
+        run.assert_still_running()
+    })
+}
+
+/// Scenario 5: in the default mode a poweroff powers off, even with a preloaded kernel.
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_poweroff_powers_off() -> Result<()> {
+    scenario("openrc_poweroff_powers_off", opts(), |run| {
+        install(run, "KEXEC_PRELOAD=yes")?;
+        if loaded(run)? != "1" {
+            bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
+        }
+        let t = Instant::now();
+        run.vm.console.send("poweroff")?;
+        wait_qmp_event(
+            run,
+            "SHUTDOWN",
+            KEXEC_DEADLINE,
+            "`poweroff` should power the machine off",
+        )?;
+        eprintln!(
+            "[{}] `poweroff` -> QMP SHUTDOWN in {:.1} s",
+            run.name,
+            t.elapsed().as_secs_f64()
+        );
+        let text = run.vm.console.text();
+        if text.matches("KEXECRS-READY").count() != 1 {
+            bail!(
+                "a second boot happened after `poweroff`:\n{}",
+                tail(&text, 40)
+            );
+        }
+        if run.vm.qmp.count("RESET") != 0 {
+            bail!("`poweroff` reset the machine instead of powering it off");
+        }
+        must_contain(
+            &text,
+            "this shutdown will not use kexec",
+            "kexec-load at poweroff",
+        )?;
+        Ok(())
+    })
+}
+
+/// Scenario 6: the kernel file is broken after it was preloaded; at shutdown the reload
+/// fails, the stale kernel is dropped, and the machine reboots through the firmware (QMP
+/// `RESET`) with the reason on the console.
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_broken_kernel_reboots_through_firmware() -> Result<()> {
+    scenario(
+        "openrc_broken_kernel_reboots_through_firmware",
+        opts(),
+        |run| {
+            let marker = format!("{}-boot2", run.name);
+            install(
+                run,
+                &format!(
+                    "KEXEC_PRELOAD=yes\nCMDLINE=\"{}\"",
+                    run.cmdline_for(&marker)
+                ),
+            )?;
+            if loaded(run)? != "1" {
+                bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
+            }
+            run.ok("echo 'not a kernel' > /boot/vmlinuz-amd64")?;
+            run.vm.console.send("kexec reboot")?;
+            let took = wait_qmp_event(
+                run,
+                "RESET",
+                KEXEC_DEADLINE,
+                "a failed load must end in a firmware reboot",
+            )?;
+            eprintln!(
+                "[{}] `kexec reboot` with a broken kernel -> QMP RESET in {:.1} s",
+                run.name,
+                took.as_secs_f64()
+            );
+            let text = run.vm.console.text();
+            must_contain(
+                &text,
+                "kexec-load: loading failed",
+                "the reason on the console",
+            )?;
+            must_contain(
+                &text,
+                "kexec-exec: no kernel loaded",
+                "kexec-exec after the failed load",
+            )?;
+            if text.contains(&format!("KEXECRS-READY marker={marker}")) {
+                bail!("the broken kernel's reboot still went through kexec");
+            }
+            // Show the reason the user sees.
+            for l in text
+                .lines()
+                .filter(|l| l.contains("kexec:") || l.contains("loading failed"))
+            {
+                eprintln!("[{}] console: {}", run.name, l.trim());
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The newer kernel scenario 7 places in /boot.
+fn newer_kernel() -> Result<(PathBuf, String)> {
+    let root = xtask::cache::default_root();
+    let ks = xtask::fetch::read_kernels(&root)?;
+    let k = ks
+        .into_iter()
+        .find(|k| k.name == "debian-6.12-cloud-amd64")
+        .with_context(|| {
+            format!(
+                "debian-6.12-cloud-amd64 is not in {}/kernels.json; run `cargo xtask fetch`",
+                root.display()
+            )
+        })?;
+    Ok((k.kernel, k.version))
+}
+
+/// Scenario 7: a newer kernel copied over `/boot/vmlinuz-<flavor>` (as a kernel upgrade does)
+/// after the old one was preloaded is the one that boots: the shutdown sees the change and
+/// reloads. This run uses `KEXEC_ON=always`, the wiki's behaviour, with a plain `reboot`.
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_newer_kernel_boots() -> Result<()> {
+    let (kernel, version) = newer_kernel()?;
+    let mut o = opts();
+    o.files.push(("/root/vmlinuz-new".into(), kernel));
+    scenario("openrc_newer_kernel_boots", o, |run| {
+        let marker = format!("{}-boot2", run.name);
+        let conf = format!(
+            "KEXEC_ON=always\nKEXEC_PRELOAD=yes\nCMDLINE=\"{}\"",
+            run.cmdline_for(&marker)
+        );
+        install(run, &conf)?;
+        let old = run.ok("uname -r")?.trim().to_string();
+        if old == version {
+            bail!("the guest already runs {version}; the scenario needs an older kernel first");
+        }
+        if loaded(run)? != "1" {
+            bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
+        }
+        run.ok("cp /root/vmlinuz-new /boot/vmlinuz-amd64")?;
+        let (_, text) = reboot_expect_kexec(run, "reboot", &marker)?;
+        must_contain(
+            &text,
+            "for a fast reboot",
+            "the reload of the changed kernel at shutdown",
+        )?;
+        let now = run.ok("uname -r")?.trim().to_string();
+        if now != version {
+            bail!("after the reboot the kernel is {now}, not the newer {version} placed in /boot");
+        }
+        eprintln!("[{}] {old} -> {now}", run.name);
+        Ok(())
+    })
+}

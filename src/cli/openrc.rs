@@ -134,10 +134,15 @@ pub fn install(opts: &InstallOptions, runner: Runner<'_>) -> Result<Vec<Step>, E
     }
     if root == Path::new("/") {
         for args in [
-            ["add", "kexec-load", "default"],
-            ["add", "kexec-exec", "shutdown"],
+            &["add", "kexec-load", "default"][..],
+            &["add", "kexec-exec", "shutdown"],
+            // OpenRC caches its dependency tree and decides whether to refresh it from file
+            // times: services installed right after the cache was written can be missing
+            // from it, and `openrc shutdown` then does not stop kexec-load (seen in the test
+            // guests). `-u` refreshes it now.
+            &["-u"],
         ] {
-            steps.push(Step::Ran(run_checked(runner, "rc-update", &args)?));
+            steps.push(Step::Ran(run_checked(runner, "rc-update", args)?));
         }
         steps.push(Step::Ran(run_checked(
             runner,

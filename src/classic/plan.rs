@@ -10,7 +10,9 @@ use super::memory::{page_align, FreeList, Range, MIB, PAGE_SIZE};
 use super::purgatory::{self, Params, Region};
 use super::zeropage::{self, E820Entry, Placement};
 use super::{crash, Error, LoadPlan, Machine, Request, Result, KEXEC_ARCH_X86_64, KEXEC_ON_CRASH};
-use crate::image::bzimage::{SetupHeader, LOADED_HIGH, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_KERNEL_64};
+use crate::image::bzimage::{
+    SetupHeader, LOADED_HIGH, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_KEXEC, XLF_KERNEL_64,
+};
 use crate::syscall::Segment;
 use sha2::{Digest, Sha256};
 
@@ -136,10 +138,26 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
         });
     }
 
+    // EFI runtime services survive only if the new kernel knows the kexec
+    // hand-over (XLF_EFI_KEXEC) and the running one was booted through EFI;
+    // otherwise the new kernel boots without EFI, finding ACPI through
+    // acpi_rsdp_addr.
+    let efi = machine.efi_runtime.as_ref().filter(|_| {
+        hdr.xloadflag(XLF_EFI_KEXEC)
+            && machine
+                .boot_params
+                .as_deref()
+                .and_then(|p| zeropage::read_u32(p, zeropage::offsets::EFI_MEMMAP_SIZE))
+                .is_some_and(|n| n != 0)
+    });
+
     // The zero page with the command line and setup_data behind it. Kept
     // below 4 GiB: older kernels read only the low half of its pointers.
     let zp_size =
-        page_align(zeropage::segment_len(cmdline.len(), e820.len()) as u64).unwrap_or(u64::MAX);
+        page_align(
+            zeropage::segment_len(cmdline.len(), e820.len(), efi.map(|e| e.map.len())) as u64,
+        )
+        .unwrap_or(u64::MAX);
     let zp_addr = free
         .take_top_down(zp_size, PAGE_SIZE, MIB, FOUR_GIB)
         .ok_or_else(|| no_room("zero page", zp_size, &free, " below 4 GiB".into()))?;
@@ -153,6 +171,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
             kernel: kernel_addr,
             initrd: initrd.map(|(a, d)| (a, d.len() as u64)),
         },
+        efi,
     );
 
     let mut segments = vec![Segment {

@@ -522,3 +522,88 @@ fn a_missing_memory_map_is_an_error() {
     let e = Machine::from_root(dir.path()).unwrap_err();
     assert!(e.to_string().contains("sys/firmware/memmap"), "{e}");
 }
+
+#[test]
+fn efi_machines_hand_over_the_runtime_map_to_kernels_that_take_it() {
+    let dir = fake_root(QEMU_1G, None);
+    let root = dir.path();
+    let efi = root.join("sys/firmware/efi");
+    write(
+        &efi.join("systab"),
+        "ACPI20=0x3f77d014\nACPI=0x3f77d000\nSMBIOS=0x3f520000\n",
+    );
+    write(&efi.join("fw_vendor"), "0x3f6ab018\n");
+    write(&efi.join("runtime"), "0x3f6aaa98\n");
+    write(&efi.join("config_table"), "0x3f6a9018\n");
+    for (i, (ty, phys, virt, pages)) in [
+        (5u32, 0x3f4ec000u64, 0xfffffffeee000000u64, 0x10u64),
+        (6, 0x3f500000, 0xfffffffeee010000, 0x20),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = efi.join(format!("runtime-map/{i}"));
+        write(&d.join("type"), format!("0x{ty:x}\n"));
+        write(&d.join("phys_addr"), format!("0x{phys:x}\n"));
+        write(&d.join("virt_addr"), format!("0x{virt:x}\n"));
+        write(&d.join("num_pages"), format!("0x{pages:x}\n"));
+        write(&d.join("attribute"), "0x800000000000000f\n");
+    }
+    // The running kernel's efi_info: "EL64", systab, a non-empty memmap.
+    let mut bp = fs::read(root.join("sys/kernel/boot_params/data")).unwrap();
+    bp[0x1c0..0x1c4].copy_from_slice(b"EL64");
+    bp[0x1c4..0x1c8].copy_from_slice(&0x3f6a_a018u32.to_le_bytes());
+    bp[0x1cc..0x1d0].copy_from_slice(&1u32.to_le_bytes());
+    bp[0x1d4..0x1d8].copy_from_slice(&0x1b00u32.to_le_bytes());
+    bp[0x70..0x78].copy_from_slice(&0u64.to_le_bytes());
+    write(&root.join("sys/kernel/boot_params/data"), bp);
+    let m = Machine::from_root(root).unwrap();
+    assert!(m.efi);
+    assert_eq!(m.efi_acpi_rsdp, Some(0x3f77_d014));
+    assert_eq!(m.efi_runtime.as_ref().unwrap().map.len(), 2);
+
+    let k = Kernel::default().image();
+    let plan = plan(&req(&k, None, b"console=ttyS0"), &m).unwrap();
+    let zp = &segment_at(&plan, plan.zero_page_addr).buf;
+    assert_eq!(read_u64(zp, offsets::ACPI_RSDP), Some(0x3f77_d014));
+    assert_eq!(
+        &zp[offsets::EFI_LOADER_SIGNATURE..offsets::EFI_LOADER_SIGNATURE + 4],
+        b"EL64"
+    );
+    assert_eq!(
+        read_u32(zp, offsets::EFI_LOADER_SIGNATURE + 4),
+        Some(0x3f6a_a018),
+        "efi_systab"
+    );
+    assert_eq!(read_u32(zp, offsets::EFI_MEMDESC_SIZE), Some(40));
+    assert_eq!(read_u32(zp, offsets::EFI_MEMMAP_SIZE), Some(80));
+    let map = read_u32(zp, offsets::EFI_MEMMAP).unwrap() as u64 - plan.zero_page_addr;
+    let d1 = map as usize + 40;
+    assert_eq!(read_u32(zp, d1), Some(6));
+    assert_eq!(read_u64(zp, d1 + 8), Some(0x3f50_0000));
+    assert_eq!(read_u64(zp, d1 + 16), Some(0xffff_fffe_ee01_0000));
+    assert_eq!(read_u64(zp, d1 + 24), Some(0x20));
+    // The SETUP_EFI node heads the setup_data chain.
+    let node = (read_u64(zp, offsets::SETUP_DATA).unwrap() - plan.zero_page_addr) as usize;
+    assert_eq!(read_u32(zp, node + 8), Some(4));
+    assert_eq!(read_u32(zp, node + 12), Some(96));
+    assert_eq!(read_u64(zp, node + 16), Some(0x3f6a_b018), "fw_vendor");
+    assert_eq!(read_u64(zp, node + 32), Some(0x3f6a_9018), "tables");
+    assert_eq!(read_u64(zp, node + 40), Some(0x3f52_0000), "smbios");
+
+    // A kernel without XLF_EFI_KEXEC boots without EFI: no efi_info, no node.
+    let old = Kernel {
+        xloadflags: 0x7f & !0x10,
+        ..Kernel::default()
+    }
+    .image();
+    let plan = super::plan(&req(&old, None, b""), &m).unwrap();
+    let zp = &segment_at(&plan, plan.zero_page_addr).buf;
+    assert_eq!(read_u32(zp, offsets::EFI_LOADER_SIGNATURE), Some(0));
+    assert_eq!(read_u64(zp, offsets::SETUP_DATA), Some(0));
+    assert_eq!(
+        read_u64(zp, offsets::ACPI_RSDP),
+        Some(0x3f77_d014),
+        "ACPI still found"
+    );
+}

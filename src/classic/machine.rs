@@ -255,6 +255,10 @@ pub fn parse_iomem(s: &str) -> (Vec<Range>, Vec<Range>) {
         let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
             continue;
         };
+        // Without CAP_SYS_ADMIN the kernel shows every range as 0-0.
+        if a == 0 && b == 0 {
+            continue;
+        }
         let Some(r) = Range::inclusive(a, b) else {
             continue;
         };
@@ -441,6 +445,9 @@ mod tests {
             ]
         );
         assert_eq!(crash, vec![Range::new(0x2f000000, 0x3f000000)]);
+        // What a non-root user sees: nothing usable.
+        let hidden = "00000000-00000000 : System RAM\n  00000000-00000000 : Crash kernel\n";
+        assert_eq!(parse_iomem(hidden), (vec![], vec![]));
     }
 
     #[test]

@@ -607,3 +607,38 @@ fn efi_machines_hand_over_the_runtime_map_to_kernels_that_take_it() {
         "ACPI still found"
     );
 }
+
+/// Whatever the header says, planning returns a result or an error, never a
+/// panic (the inputs are user files; the image parsers are fuzzed the same way).
+#[test]
+fn mutated_headers_never_panic() {
+    let m = qemu_machine();
+    let base = Kernel {
+        pm_len: 0x2000,
+        ..Kernel::default()
+    }
+    .image();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut k = base.clone();
+        for _ in 0..(next() % 8 + 1) {
+            let at = 0x1f0 + (next() % 0x80) as usize;
+            k[at] = next() as u8;
+        }
+        let len = if next() % 4 == 0 {
+            (next() % k.len() as u64) as usize
+        } else {
+            k.len()
+        };
+        let initrd = [1u8; 10];
+        let mut r = req(&k[..len], Some(&initrd), b"console=ttyS0");
+        r.crash = next() % 8 == 0;
+        let _ = plan(&r, &m);
+    }
+}

@@ -181,6 +181,13 @@ impl Machine {
         })
     }
 
+    /// True when the running kernel uses 5-level paging: its direct map then
+    /// starts below the 4-level kernel half (0xffff800000000000). Paging
+    /// mode survives kexec, so the new kernel must support it too.
+    pub fn five_level_paging(&self) -> bool {
+        self.page_offset < 0xffff_8000_0000_0000
+    }
+
     /// The firmware map's RAM ranges.
     pub fn ram(&self) -> impl Iterator<Item = Range> + '_ {
         self.memmap

@@ -11,7 +11,7 @@ use super::purgatory::{self, Params, Region};
 use super::zeropage::{self, E820Entry, Placement};
 use super::{crash, Error, LoadPlan, Machine, Request, Result, KEXEC_ARCH_X86_64, KEXEC_ON_CRASH};
 use crate::image::bzimage::{
-    SetupHeader, LOADED_HIGH, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_KEXEC, XLF_KERNEL_64,
+    SetupHeader, LOADED_HIGH, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_KEXEC, XLF_KERNEL_64,
 };
 use crate::syscall::Segment;
 use sha2::{Digest, Sha256};
@@ -32,6 +32,11 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     }
     let hdr = SetupHeader::parse(req.kernel)?;
     check_loadable(&hdr)?;
+    if machine.five_level_paging() && !hdr.xloadflag(XLF_5LEVEL) {
+        return Err(Error::Unsupported(
+            "the running kernel uses 5-level paging, which stays on across kexec, and this kernel does not support it (no XLF_5LEVEL); boot the running kernel with no5lvl, or use a kernel built with CONFIG_X86_5LEVEL".into(),
+        ));
+    }
     if let Some(i) = req.cmdline.iter().position(|&c| c == 0) {
         return Err(Error::CmdlineNul(i));
     }

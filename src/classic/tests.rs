@@ -420,6 +420,23 @@ fn kernels_that_cannot_be_loaded_are_refused() {
 }
 
 #[test]
+fn five_level_paging_needs_a_kernel_that_supports_it() {
+    let mut m = qemu_machine();
+    m.page_offset = 0xff11_0000_0000_0000;
+    assert!(m.five_level_paging());
+    let k4 = Kernel {
+        xloadflags: 0x7f & !0x20,
+        ..Kernel::default()
+    }
+    .image();
+    let e = plan(&req(&k4, None, b""), &m).unwrap_err();
+    assert!(e.to_string().contains("5-level"), "{e}");
+    assert!(plan(&req(&Kernel::default().image(), None, b""), &m).is_ok());
+    m.page_offset = super::machine::DEFAULT_PAGE_OFFSET;
+    assert!(plan(&req(&k4, None, b""), &m).is_ok());
+}
+
+#[test]
 fn fixed_kernels_go_to_pref_address_or_fail() {
     let k = Kernel {
         relocatable: false,

@@ -487,3 +487,16 @@ fn cached_real_kernels_match_their_packages_and_snapshots() {
         }
     }
 }
+
+#[test]
+fn authenticode_signature_is_seen_only_where_attached() {
+    let signed = |name: &str| match inspect_fixture(name).expect("valid fixture").image {
+        Image::Bzimage(z) => z.efi_stub.map(|p| p.signed),
+        Image::Arm64Image(a) => a.efi.map(|p| p.signed),
+        other => panic!("{name}: {}", other.format_name()),
+    };
+    assert_eq!(signed("bzimage-efi-signed.bin"), Some(true));
+    assert_eq!(signed("bzimage-efi-stub.bin"), Some(false));
+    assert_eq!(signed("arm64-Image-efi.bin"), Some(false));
+    assert_eq!(signed("bzimage-2.15-gzip.bin"), None);
+}

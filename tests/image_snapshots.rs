@@ -402,7 +402,7 @@ fn check_against_package(k: &CachedKernel, r: &ImageReport) {
 }
 
 /// Decompresses the bzImage's payload (when this crate can: gzip, xz,
-/// zstd, lz4) and checks the vmlinux inside against the package: an x86_64 ELF
+/// zstd, lz4, lzma) and checks the vmlinux inside against the package: an x86_64 ELF
 /// kernel whose build-salt note is the kernel release and whose first
 /// PT_LOAD sits at CONFIG_PHYSICAL_START.
 fn check_vmlinux_inside(
@@ -413,10 +413,16 @@ fn check_vmlinux_inside(
     let c = z.payload.as_ref().and_then(|p| p.compression);
     if !matches!(
         c,
-        Some(Compression::Gzip | Compression::Xz | Compression::Zstd | Compression::Lz4)
+        Some(
+            Compression::Gzip
+                | Compression::Xz
+                | Compression::Zstd
+                | Compression::Lz4
+                | Compression::Lzma
+        )
     ) {
         eprintln!(
-            "{}: {c:?} payload not decompressed (only gzip, xz, zstd and lz4 are)",
+            "{}: {c:?} payload not decompressed (only gzip, xz, zstd, lz4 and lzma are)",
             k.name
         );
         return;

@@ -154,7 +154,7 @@ pub fn detect(b: &[u8]) -> Format {
                 compression: Some(c),
             },
             Some(_) => Format::Unknown(LooksLike::Compressed(c)),
-            // Cannot look inside (lz4, bzip2, …): most likely an initramfs.
+            // Cannot look inside (bzip2, lzo): most likely an initramfs.
             None => Format::Initramfs {
                 compression: Some(c),
             },

@@ -129,7 +129,11 @@ pub fn run(
     if inv.do_unload {
         unload(inv, ctx, notify)?;
     }
-    if inv.do_load {
+    // `-f` alone boots what is already loaded (kexec-tools would stop at
+    // "No kernel specified"); any other load needs a kernel.
+    let force_without_kernel =
+        inv.force_given && inv.do_exec && inv.kernel.is_none() && inv.flavor.is_none();
+    if inv.do_load && !force_without_kernel {
         load(inv, ctx, notify)?;
     }
     if inv.do_shutdown || inv.do_exec {
@@ -752,6 +756,17 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["load", "sync", "ifdown", "reboot"]);
+    }
+
+    #[test]
+    fn force_without_a_kernel_boots_what_is_loaded() {
+        let mut m = Machine::new(&[]);
+        let f = m.run(&["-f"]).unwrap_err();
+        assert_eq!(f.message, "Nothing has been loaded!");
+        assert!(m.sys.calls.is_empty());
+        m.sys.state.loaded = Some(true);
+        assert_eq!(m.run(&["-f", "-x"]), Ok(0));
+        assert_eq!(m.sys.calls, vec![Call::Sync, Call::Reboot]);
     }
 
     #[test]

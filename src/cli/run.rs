@@ -438,7 +438,11 @@ fn load(
         },
     };
     let record = Record {
-        kernel: prepared.kernel.path.display().to_string(),
+        // Absolute, so `kexec status` run from elsewhere names the same file.
+        kernel: std::fs::canonicalize(&prepared.kernel.path)
+            .unwrap_or_else(|_| prepared.kernel.path.clone())
+            .display()
+            .to_string(),
         version: prepared.kernel.version(),
         cmdline: prepared.cmdline.as_str().to_string(),
         initrds: prepared

@@ -400,7 +400,9 @@ fn load(
         }
         SyscallMode::File | SyscallMode::Auto => match file_load(&prepared, target, ctx) {
             Ok(()) => "kexec_file_load",
-            Err(errno) if inv.mode == SyscallMode::Auto && falls_back(errno) => {
+            Err(errno)
+                if inv.mode == SyscallMode::Auto && falls_back(errno) && classic_supported(ctx) =>
+            {
                 notify(Notice::Debug(format!(
                     "kexec_file_load answered {}; falling back to kexec_load",
                     diagnose::errno_name(errno)
@@ -429,7 +431,14 @@ fn load(
                     EXIT_FAILED
                 };
                 let mut f = Failure::kernel(code, Op::FileLoad, errno, d);
-                if code == EXIT_FILE_UNUSABLE {
+                if inv.mode == SyscallMode::Auto {
+                    // Only reached when there is no kexec_load path to fall back to.
+                    f.code = EXIT_FAILED;
+                    f.message.push_str(&format!(
+                        " (and this kexec has no kexec_load loader for {})",
+                        ctx.view.arch()
+                    ));
+                } else if code == EXIT_FILE_UNUSABLE {
                     f.message
                         .push_str(" (syscall kexec_file_load not usable for this kernel or image)");
                 }
@@ -473,8 +482,19 @@ fn file_load(p: &Prepared, target: Target, ctx: &mut Context<'_>) -> Result<(), 
 /// The `kexec_load` path: this crate's own planner lays out the kernel,
 /// initrd, zero page and purgatory from the firmware memory map, and the
 /// kernel copies the segments.
+/// The classic loader builds x86_64 boot_params and purgatory only.
+fn classic_supported(ctx: &Context<'_>) -> bool {
+    ctx.view.arch() == "x86_64" && classic::purgatory::available()
+}
+
 fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result<(), Failure> {
     let target = target_of(inv);
+    if !classic_supported(ctx) {
+        return Err(Failure::usage(format!(
+            "kexec_load (-c) is implemented for x86_64 only and this system is {}; use kexec_file_load (-s, or the default mode)",
+            ctx.view.arch()
+        )));
+    }
     let initrd = match &p.initrd {
         Some(i) => Some(read_back(i).map_err(|e| {
             Failure::usage(format!("cannot read the initrd back for kexec_load: {e}"))
@@ -917,6 +937,25 @@ mod tests {
                 "kexec_load"
             );
         }
+    }
+
+    #[test]
+    fn arm64_has_no_classic_fallback_and_explains_einval() {
+        let mut m = Machine::new(&[("proc/sys/kernel/arch", b"aarch64\n")]);
+        m.sys.file_load_errors.push_back(Errno::EINVAL);
+        let k = m.path("boot/vmlinuz-lts");
+        let f = m.run(&["-l", &k]).unwrap_err();
+        assert_eq!(f.code, 255);
+        let text = f.to_string();
+        assert!(text.contains("no kexec_load loader for aarch64"), "{text}");
+        assert!(
+            text.contains("arm64 answers EINVAL where x86 answers ENOEXEC"),
+            "{text}"
+        );
+        assert_eq!(m.sys.calls.len(), 1);
+        let f = m.run(&["-c", "-l", &k]).unwrap_err();
+        assert_eq!(f.code, 1);
+        assert!(f.message.contains("x86_64 only"), "{f}");
     }
 
     #[test]

@@ -395,7 +395,7 @@ fn load(
     let prepared = prepare(inv, ctx, notify)?;
     let syscall = match inv.mode {
         SyscallMode::Classic => {
-            classic_load(inv, &prepared, ctx)?;
+            classic_load(inv, &prepared, ctx, notify)?;
             "kexec_load"
         }
         SyscallMode::File | SyscallMode::Auto => match file_load(&prepared, target, ctx) {
@@ -407,7 +407,7 @@ fn load(
                     "kexec_file_load answered {}; falling back to kexec_load",
                     diagnose::errno_name(errno)
                 )));
-                classic_load(inv, &prepared, ctx).map_err(|mut f| {
+                classic_load(inv, &prepared, ctx, notify).map_err(|mut f| {
                     f.message = format!(
                         "kexec_file_load failed ({}) and the kexec_load fallback failed too: {}",
                         diagnose::errno_name(errno),
@@ -487,7 +487,12 @@ fn classic_supported(ctx: &Context<'_>) -> bool {
     ctx.view.arch() == "x86_64" && classic::purgatory::available()
 }
 
-fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result<(), Failure> {
+fn classic_load(
+    inv: &Invocation,
+    p: &Prepared,
+    ctx: &mut Context<'_>,
+    notify: &mut dyn FnMut(Notice),
+) -> Result<(), Failure> {
     let target = target_of(inv);
     if !classic_supported(ctx) {
         return Err(Failure::usage(format!(
@@ -518,6 +523,20 @@ fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result
         message: format!("kexec_load: cannot load {}: {e}", p.kernel.path.display()),
         diagnosis: None,
     })?;
+    let mut layout = format!(
+        "kexec_load: entry {:#x}, flags {:#x}",
+        plan.entry, plan.flags
+    );
+    for seg in &plan.segments {
+        layout.push_str(&format!(
+            "\n  segment {:#012x}-{:#012x} ({} bytes copied, {} reserved)",
+            seg.mem,
+            seg.mem + seg.memsz,
+            seg.buf.len(),
+            seg.memsz
+        ));
+    }
+    notify(Notice::Debug(layout));
     ctx.sys
         .kexec_load(plan.entry, &plan.segments, plan.flags)
         .map_err(|errno| {

@@ -30,7 +30,11 @@ pub enum Error {
     #[error("no \"HdrS\" magic at offset 0x202: not an x86 bzImage (or a pre-2.00 zImage)")]
     NoHdrS,
     #[error("setup_sects={setup_sects} puts the protected-mode kernel at offset {offset:#x}, past the end of the {len}-byte file (truncated image?)")]
-    SetupPastEnd { setup_sects: u8, offset: usize, len: usize },
+    SetupPastEnd {
+        setup_sects: u8,
+        offset: usize,
+        len: usize,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -89,7 +93,12 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes([u8_at(b, off), u8_at(b, off + 1)])
 }
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([u8_at(b, off), u8_at(b, off + 1), u8_at(b, off + 2), u8_at(b, off + 3)])
+    u32::from_le_bytes([
+        u8_at(b, off),
+        u8_at(b, off + 1),
+        u8_at(b, off + 2),
+        u8_at(b, off + 3),
+    ])
 }
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u32_at(b, off) as u64 | (u32_at(b, off + 4) as u64) << 32
@@ -103,7 +112,10 @@ impl SetupHeader {
     /// `HdrS` magic are present and the setup sectors fit in the file.
     pub fn parse(b: &[u8]) -> Result<Self> {
         if b.len() < 0x206 {
-            return Err(Error::TooShort { len: b.len(), need: 0x206 });
+            return Err(Error::TooShort {
+                len: b.len(),
+                need: 0x206,
+            });
         }
         if u32_at(b, 0x202) != HDRS_MAGIC {
             return Err(Error::NoHdrS);
@@ -144,7 +156,11 @@ impl SetupHeader {
         };
         let offset = h.protected_mode_offset();
         if offset > b.len() {
-            return Err(Error::SetupPastEnd { setup_sects: h.setup_sects, offset, len: b.len() });
+            return Err(Error::SetupPastEnd {
+                setup_sects: h.setup_sects,
+                offset,
+                len: b.len(),
+            });
         }
         Ok(h)
     }
@@ -152,7 +168,11 @@ impl SetupHeader {
     /// File offset of the protected-mode kernel: after the boot sector and
     /// the setup sectors (`setup_sects == 0` means 4, for old kernels).
     pub fn protected_mode_offset(&self) -> usize {
-        let sects = if self.setup_sects == 0 { 4 } else { self.setup_sects as usize };
+        let sects = if self.setup_sects == 0 {
+            4
+        } else {
+            self.setup_sects as usize
+        };
         (sects + 1) * 512
     }
 
@@ -194,7 +214,13 @@ mod tests {
         for len in 0..b.len() {
             let _ = SetupHeader::parse(&b[..len]);
         }
-        assert!(matches!(SetupHeader::parse(&b[..0x100]), Err(Error::TooShort { .. })));
-        assert!(matches!(SetupHeader::parse(&b[..0x300]), Err(Error::SetupPastEnd { .. })));
+        assert!(matches!(
+            SetupHeader::parse(&b[..0x100]),
+            Err(Error::TooShort { .. })
+        ));
+        assert!(matches!(
+            SetupHeader::parse(&b[..0x300]),
+            Err(Error::SetupPastEnd { .. })
+        ));
     }
 }

@@ -29,9 +29,17 @@ fn main() {
         Task::Fetch(args) => xtask::cache::Cache::open(xtask::cache::default_root())
             .map_err(anyhow::Error::from)
             .and_then(|c| xtask::fetch::run(&c, &args))
-            .map(|f| eprintln!("fetch: {} kernel(s), {} userland role(s) in the manifests", f.kernels.len(), f.userland.len())),
+            .map(|f| {
+                eprintln!(
+                    "fetch: {} kernel(s), {} userland role(s) in the manifests",
+                    f.kernels.len(),
+                    f.userland.len()
+                )
+            }),
         Task::VmTest(args) => xtask::vm_test::run(&args),
-        Task::Tools { install } => xtask::tools::ensure(install).map(|_| eprintln!("tools: all present")),
+        Task::Tools { install } => {
+            xtask::tools::ensure(install).map(|_| eprintln!("tools: all present"))
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

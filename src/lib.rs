@@ -4,5 +4,15 @@
 //! `Display` is a complete sentence a user can act on. The `kexec` binary
 //! (`src/main.rs`) is a thin layer that turns those into output and exit codes.
 
+pub mod check;
+pub mod classic;
+pub mod cli;
+pub mod cmdline;
+pub mod diagnose;
+pub mod ifdown;
 pub mod image;
+pub mod initrd;
+pub mod kernel_file;
+pub mod status;
 pub mod syscall;
+pub mod sysview;

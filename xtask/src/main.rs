@@ -1,4 +1,7 @@
-//! `cargo xtask <task>`: a thin dispatcher over the xtask library's modules.
+//! `cargo xtask <task>`: a thin dispatcher; each task is a module (in the xtask library, or
+//! `fixtures` here in the binary).
+
+mod fixtures;
 
 use clap::{Parser, Subcommand};
 
@@ -11,6 +14,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Regenerate the synthesized image fixtures in fixtures/.
+    Fixtures {
+        /// Only check that the committed fixtures match the generator.
+        #[arg(long)]
+        check: bool,
+    },
     /// Fetch kernels and guest userland into the download cache.
     Fetch(xtask::fetch::FetchArgs),
     /// Build the guests and run the QEMU scenario suite through cargo-nextest.
@@ -24,8 +33,8 @@ enum Task {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.task {
+    let result = match Cli::parse().task {
+        Task::Fixtures { check } => fixtures::run(check),
         Task::Fetch(args) => xtask::cache::Cache::open(xtask::cache::default_root())
             .map_err(anyhow::Error::from)
             .and_then(|c| xtask::fetch::run(&c, &args))

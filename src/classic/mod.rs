@@ -1,0 +1,97 @@
+//! The classic `kexec_load` path on x86_64: everything userspace must build
+//! itself when the kernel only offers `kexec_load` (as Alpine's kernels do,
+//! built without `CONFIG_KEXEC_FILE`).
+//!
+//! [`plan`] turns a bzImage, an initrd and a command line into the segments
+//! for `kexec_load`: the protected-mode kernel placed as the boot protocol
+//! allows, the initrd, the zero page with the command line, our purgatory
+//! (which checks a SHA-256 of the other segments and enters the kernel), and
+//! for a crash kernel the ELF core header. It is a pure function of the
+//! request and a [`Machine`] snapshot, so it is tested without root or a
+//! kexec-capable kernel; the CLI performs the syscall.
+
+pub mod crash;
+pub mod machine;
+pub mod memory;
+mod plan;
+pub mod purgatory;
+pub mod zeropage;
+
+pub use machine::Machine;
+pub use plan::plan;
+
+use crate::image::bzimage;
+use crate::syscall::Segment;
+
+/// `kexec_load` flag: load the crash (capture) kernel.
+pub const KEXEC_ON_CRASH: u64 = 0x1;
+/// `kexec_load` flag: the image is for x86_64 (`EM_X86_64 << 16`).
+pub const KEXEC_ARCH_X86_64: u64 = 62 << 16;
+
+/// What to load.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The bzImage file.
+    pub kernel: &'a [u8],
+    /// The initrd (several are concatenated by the caller).
+    pub initrd: Option<&'a [u8]>,
+    /// The command line, without a terminating NUL.
+    pub cmdline: &'a [u8],
+    /// Load a capture kernel into the crash reservation (`kexec -p`).
+    pub crash: bool,
+    /// Skip the purgatory's SHA-256 check (`kexec -i`).
+    pub no_checks: bool,
+}
+
+/// The arguments of `kexec_load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadPlan {
+    /// Physical address of the purgatory's entry point.
+    pub entry: u64,
+    /// Sorted by address, page aligned, non-overlapping.
+    pub segments: Vec<Segment>,
+    /// `KEXEC_ARCH_X86_64`, plus `KEXEC_ON_CRASH` for a capture kernel.
+    pub flags: u64,
+    /// Where the protected-mode kernel goes (its entry is this + 0x200).
+    pub kernel_addr: u64,
+    /// Where the zero page goes (the command line follows it).
+    pub zero_page_addr: u64,
+    /// The command line the new kernel gets (with `elfcorehdr=` for a crash kernel).
+    pub cmdline: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the kernel is not an x86 bzImage: {0}")]
+    Image(#[from] bzimage::Error),
+    #[error("this kernel cannot be loaded by kexec_load on x86_64: {0}")]
+    Unsupported(String),
+    #[error("the command line contains a NUL byte at offset {0}; remove it")]
+    CmdlineNul(usize),
+    #[error("the command line is {len} bytes but this kernel accepts at most {max} (cmdline_size); shorten it")]
+    CmdlineTooLong { len: usize, max: usize },
+    #[error("the kernel is not relocatable and must be loaded at {addr:#x}, but {range} is not free RAM here; use kexec -s or a relocatable kernel")]
+    KernelAddressTaken { addr: u64, range: memory::Range },
+    #[error("no room for the {what} ({size} bytes{detail}); the largest free range left is {largest} bytes")]
+    NoRoom {
+        what: &'static str,
+        size: u64,
+        detail: String,
+        largest: u64,
+    },
+    #[error("no crash kernel reservation in /proc/iomem: boot the running kernel with crashkernel=256M (or more) to load a capture kernel, and run as root so /proc/iomem shows addresses")]
+    NoCrashReservation,
+    #[error("the firmware memory map has no RAM above 1 MiB to load into")]
+    NoRam,
+    #[error("cannot build the crash kernel's core header: {0}")]
+    Crash(#[from] crash::Error),
+    #[error(transparent)]
+    Purgatory(#[from] purgatory::Error),
+    #[error("cannot read the machine's memory layout: {0}")]
+    Machine(#[from] machine::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests;

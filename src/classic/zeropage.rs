@@ -1,0 +1,245 @@
+//! The zero page (`struct boot_params`) and what travels in its segment:
+//! the command line right after it and the `setup_data` chain after that.
+//!
+//! Offsets are those of `Documentation/arch/x86/zero-page.rst`. Only what a
+//! loader is expected to fill is written; everything else stays zero, and
+//! `sentinel` stays 0 so the new kernel trusts the fields we set.
+
+use super::machine::{Machine, MemKind};
+use super::memory::MIB;
+use crate::image::bzimage::{SetupHeader, SETUP_HEADER_OFFSET};
+
+pub const ZERO_PAGE_SIZE: usize = 4096;
+/// Entries that fit in the zero page's own e820 table.
+pub const E820_MAX_ZEROPAGE: usize = 128;
+/// `type_of_loader` 0xD0: "other / undefined" loader, as kexec-tools and the
+/// kernel's own kexec loader write. Zero would make the kernel ignore the initrd.
+pub const TYPE_OF_LOADER: u8 = 0xd0;
+/// `setup_data` type of an e820 table continuation.
+pub const SETUP_E820_EXT: u32 = 1;
+
+const OFF_EXT_MEM_K: usize = 0x002;
+const OFF_ORIG_VIDEO_COLS: usize = 0x007;
+const OFF_ORIG_VIDEO_LINES: usize = 0x00e;
+const OFF_ORIG_VIDEO_IS_VGA: usize = 0x00f;
+const OFF_ORIG_VIDEO_POINTS: usize = 0x010;
+const SCREEN_INFO_LEN: usize = 0x40;
+const OFF_ACPI_RSDP: usize = 0x070;
+const OFF_EXT_RAMDISK_IMAGE: usize = 0x0c0;
+const OFF_EXT_RAMDISK_SIZE: usize = 0x0c4;
+const OFF_EXT_CMD_LINE_PTR: usize = 0x0c8;
+const OFF_ALT_MEM_K: usize = 0x1e0;
+const OFF_E820_ENTRIES: usize = 0x1e8;
+const OFF_SENTINEL: usize = 0x1ef;
+const OFF_TYPE_OF_LOADER: usize = 0x210;
+const OFF_LOADFLAGS: usize = 0x211;
+const OFF_CODE32_START: usize = 0x214;
+const OFF_RAMDISK_IMAGE: usize = 0x218;
+const OFF_RAMDISK_SIZE: usize = 0x21c;
+const OFF_CMD_LINE_PTR: usize = 0x228;
+const OFF_HARDWARE_SUBARCH: usize = 0x23c;
+const OFF_SETUP_DATA: usize = 0x250;
+const OFF_E820_TABLE: usize = 0x2d0;
+const E820_ENTRY_SIZE: usize = 20;
+
+/// One `struct boot_e820_entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct E820Entry {
+    pub addr: u64,
+    pub size: u64,
+    pub kind: u32,
+}
+
+/// Where the other pieces went, for the fields that point at them.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// Physical address of this segment (the zero page itself).
+    pub base: u64,
+    /// Load address of the protected-mode kernel.
+    pub kernel: u64,
+    /// Initrd address and length.
+    pub initrd: Option<(u64, u64)>,
+}
+
+/// Bytes of the zero-page segment for a command line of `cmdline_len`
+/// bytes (without NUL) and `e820_len` map entries.
+pub fn segment_len(cmdline_len: usize, e820_len: usize) -> usize {
+    let ext = e820_len.saturating_sub(E820_MAX_ZEROPAGE);
+    let setup = if ext > 0 {
+        16 + ext * E820_ENTRY_SIZE
+    } else {
+        0
+    };
+    (ZERO_PAGE_SIZE + cmdline_len + 1).next_multiple_of(8) + setup
+}
+
+fn put(b: &mut [u8], off: usize, v: &[u8]) {
+    if let Some(dst) = b.get_mut(off..off + v.len()) {
+        dst.copy_from_slice(v);
+    }
+}
+
+/// Builds the segment: zero page, NUL-terminated `cmdline` at `base + 4096`,
+/// then an `SETUP_E820_EXT` node when the map has more than 128 entries.
+pub fn build(
+    kernel: &[u8],
+    machine: &Machine,
+    cmdline: &[u8],
+    e820: &[E820Entry],
+    at: Placement,
+) -> Vec<u8> {
+    let mut b = vec![0u8; segment_len(cmdline.len(), e820.len())];
+
+    // screen_info: the running kernel's (which carries an EFI or VESA
+    // framebuffer's description), else an 80x25 VGA text console.
+    match machine
+        .boot_params
+        .as_deref()
+        .and_then(|p| p.get(..SCREEN_INFO_LEN))
+    {
+        Some(si) => put(&mut b, 0, si),
+        None => {
+            b[OFF_ORIG_VIDEO_COLS] = 80;
+            b[OFF_ORIG_VIDEO_LINES] = 25;
+            b[OFF_ORIG_VIDEO_IS_VGA] = 1;
+            put(&mut b, OFF_ORIG_VIDEO_POINTS, &16u16.to_le_bytes());
+        }
+    }
+
+    // The setup header, verbatim from the image: 0x1f1 .. 0x202 + [0x201].
+    let hdr_end = (SETUP_HEADER_OFFSET + SetupHeader::header_len(kernel))
+        .min(ZERO_PAGE_SIZE)
+        .min(kernel.len());
+    if let Some(h) = kernel.get(SETUP_HEADER_OFFSET..hdr_end) {
+        put(&mut b, SETUP_HEADER_OFFSET, h);
+    }
+    b[OFF_SENTINEL] = 0;
+    b[OFF_TYPE_OF_LOADER] = TYPE_OF_LOADER;
+    b[OFF_LOADFLAGS] = 0;
+    put(&mut b, OFF_CODE32_START, &(at.kernel as u32).to_le_bytes());
+
+    // Command line right after the zero page.
+    let cmd_addr = at.base + ZERO_PAGE_SIZE as u64;
+    put(&mut b, ZERO_PAGE_SIZE, cmdline);
+    put(&mut b, OFF_CMD_LINE_PTR, &(cmd_addr as u32).to_le_bytes());
+    put(
+        &mut b,
+        OFF_EXT_CMD_LINE_PTR,
+        &((cmd_addr >> 32) as u32).to_le_bytes(),
+    );
+
+    if let Some((addr, len)) = at.initrd {
+        put(&mut b, OFF_RAMDISK_IMAGE, &(addr as u32).to_le_bytes());
+        put(
+            &mut b,
+            OFF_EXT_RAMDISK_IMAGE,
+            &((addr >> 32) as u32).to_le_bytes(),
+        );
+        put(&mut b, OFF_RAMDISK_SIZE, &(len as u32).to_le_bytes());
+        put(
+            &mut b,
+            OFF_EXT_RAMDISK_SIZE,
+            &((len >> 32) as u32).to_le_bytes(),
+        );
+    } else {
+        put(&mut b, OFF_RAMDISK_IMAGE, &[0; 8]);
+    }
+
+    // Facts about the platform the new kernel cannot probe by itself.
+    if let Some(p) = machine.boot_params.as_deref() {
+        // hardware_subarch (u32) and hardware_subarch_data (u64).
+        if let Some(v) = p.get(OFF_HARDWARE_SUBARCH..OFF_HARDWARE_SUBARCH + 12) {
+            put(&mut b, OFF_HARDWARE_SUBARCH, v);
+        }
+    }
+    let rsdp = machine
+        .efi_acpi_rsdp
+        .or_else(|| {
+            machine
+                .boot_params
+                .as_deref()
+                .and_then(|p| p.get(OFF_ACPI_RSDP..OFF_ACPI_RSDP + 8))
+                .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+        })
+        .unwrap_or(0);
+    put(&mut b, OFF_ACPI_RSDP, &rsdp.to_le_bytes());
+
+    // Memory map: the first 128 entries here, the rest in a setup_data node.
+    let mut ext_mem_k = 0u64;
+    for (i, e) in e820.iter().enumerate() {
+        if e.kind == MemKind::Ram.e820_type()
+            && e.addr <= MIB
+            && e.addr.saturating_add(e.size) > MIB
+        {
+            ext_mem_k = (e.addr.saturating_add(e.size) - MIB) >> 10;
+        }
+        let mut ent = [0u8; E820_ENTRY_SIZE];
+        ent[0..8].copy_from_slice(&e.addr.to_le_bytes());
+        ent[8..16].copy_from_slice(&e.size.to_le_bytes());
+        ent[16..20].copy_from_slice(&e.kind.to_le_bytes());
+        if i < E820_MAX_ZEROPAGE {
+            put(&mut b, OFF_E820_TABLE + i * E820_ENTRY_SIZE, &ent);
+        } else {
+            let node = (ZERO_PAGE_SIZE + cmdline.len() + 1).next_multiple_of(8);
+            put(
+                &mut b,
+                node + 16 + (i - E820_MAX_ZEROPAGE) * E820_ENTRY_SIZE,
+                &ent,
+            );
+        }
+    }
+    b[OFF_E820_ENTRIES] = e820.len().min(E820_MAX_ZEROPAGE) as u8;
+    put(
+        &mut b,
+        OFF_ALT_MEM_K,
+        &(ext_mem_k.min(u32::MAX as u64) as u32).to_le_bytes(),
+    );
+    put(
+        &mut b,
+        OFF_EXT_MEM_K,
+        &(ext_mem_k.min(0xfc00) as u16).to_le_bytes(),
+    );
+
+    let mut setup_data = 0u64;
+    if e820.len() > E820_MAX_ZEROPAGE {
+        let node = (ZERO_PAGE_SIZE + cmdline.len() + 1).next_multiple_of(8);
+        let len = ((e820.len() - E820_MAX_ZEROPAGE) * E820_ENTRY_SIZE) as u32;
+        put(&mut b, node, &0u64.to_le_bytes());
+        put(&mut b, node + 8, &SETUP_E820_EXT.to_le_bytes());
+        put(&mut b, node + 12, &len.to_le_bytes());
+        setup_data = at.base + node as u64;
+    }
+    put(&mut b, OFF_SETUP_DATA, &setup_data.to_le_bytes());
+    b
+}
+
+/// Reads back a little-endian field, for tests and diagnostics.
+pub fn read_u32(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+}
+
+pub fn read_u64(b: &[u8], off: usize) -> Option<u64> {
+    b.get(off..off + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+}
+
+/// Offsets the tests (and the CLI's debug output) may want by name.
+pub mod offsets {
+    pub const EXT_MEM_K: usize = super::OFF_EXT_MEM_K;
+    pub const ACPI_RSDP: usize = super::OFF_ACPI_RSDP;
+    pub const ALT_MEM_K: usize = super::OFF_ALT_MEM_K;
+    pub const E820_ENTRIES: usize = super::OFF_E820_ENTRIES;
+    pub const SENTINEL: usize = super::OFF_SENTINEL;
+    pub const TYPE_OF_LOADER: usize = super::OFF_TYPE_OF_LOADER;
+    pub const RAMDISK_IMAGE: usize = super::OFF_RAMDISK_IMAGE;
+    pub const RAMDISK_SIZE: usize = super::OFF_RAMDISK_SIZE;
+    pub const CMD_LINE_PTR: usize = super::OFF_CMD_LINE_PTR;
+    pub const EXT_CMD_LINE_PTR: usize = super::OFF_EXT_CMD_LINE_PTR;
+    pub const EXT_RAMDISK_IMAGE: usize = super::OFF_EXT_RAMDISK_IMAGE;
+    pub const HARDWARE_SUBARCH: usize = super::OFF_HARDWARE_SUBARCH;
+    pub const SETUP_DATA: usize = super::OFF_SETUP_DATA;
+    pub const E820_TABLE: usize = super::OFF_E820_TABLE;
+}

@@ -2,6 +2,7 @@
 //! is a module.
 
 mod fixtures;
+mod fuzz;
 
 use clap::{Parser, Subcommand};
 
@@ -20,10 +21,13 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build and run every fuzz target in fuzz/ for N seconds each; fail on any crash.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Fixtures { check } => fixtures::run(check),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }

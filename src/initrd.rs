@@ -144,6 +144,52 @@ pub fn from_paths(paths: &[PathBuf]) -> Result<Option<Initrd>> {
     }
 }
 
+/// The initrd of a load: an initrd embedded in the kernel file (a UKI's
+/// `.initrd`) first, then the `--initrd` files in order.
+pub fn assemble(embedded: Option<(String, &[u8])>, paths: &[PathBuf]) -> Result<Option<Initrd>> {
+    let Some((name, data)) = embedded else {
+        return from_paths(paths);
+    };
+    let mut files = Vec::with_capacity(paths.len());
+    for p in paths {
+        open_file(p)?;
+        files.push((
+            p.display().to_string(),
+            std::fs::read(p).map_err(|source| Error::Read {
+                path: p.clone(),
+                source,
+            })?,
+        ));
+    }
+    let mut named: Vec<(String, &[u8])> = vec![(name, data)];
+    named.extend(files.iter().map(|(n, d)| (n.clone(), d.as_slice())));
+    from_bytes(&named).map(Some)
+}
+
+/// Whether the early-microcode check is worth reading the initrd for: it
+/// was assembled from several parts, or a part is named like microcode.
+pub fn wants_microcode_check(initrd: &Initrd) -> bool {
+    initrd.parts.len() > 1
+        || initrd
+            .parts
+            .iter()
+            .any(|p| p.name.contains("ucode") || p.name.contains("microcode"))
+}
+
+/// Early microcode the kernel will ignore in this initrd, if any. Reads the
+/// initrd back through its descriptor; unreadable or unparsable initrds give
+/// no warning (the kernel is the judge of those).
+pub fn microcode_problem(initrd: &Initrd) -> Option<crate::image::initramfs::MicrocodeProblem> {
+    use std::io::{Read, Seek};
+    let mut f = File::from(initrd.fd().try_clone_to_owned().ok()?);
+    f.rewind().ok()?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).ok()?;
+    f.rewind().ok()?;
+    let report = crate::image::initramfs::parse(&data).ok()?;
+    crate::image::initramfs::microcode_problem(&report)
+}
+
 /// Joins named in-memory parts (e.g. a UKI's `.initrd` and extra files) into
 /// a sealed, read-only memfd.
 pub fn from_bytes(parts: &[(String, &[u8])]) -> Result<Initrd> {
@@ -241,6 +287,81 @@ mod tests {
         let initrd = from_paths(&[a]).unwrap().unwrap();
         assert_eq!(initrd.total_len, 1);
         assert!(from_paths(&[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn embedded_initrd_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("extra");
+        std::fs::write(&a, b"EXTRA").unwrap();
+        let initrd = assemble(Some((".initrd of linux.efi".into(), b"UKI")), &[a])
+            .unwrap()
+            .unwrap();
+        let mut buf = Vec::new();
+        File::from(initrd.fd().try_clone_to_owned().unwrap())
+            .read_to_end(&mut buf)
+            .unwrap();
+        assert_eq!(buf, b"UKI\0EXTRA");
+        assert_eq!(initrd.parts[0].name, ".initrd of linux.efi");
+    }
+
+    /// A newc cpio archive with the given files and a trailer.
+    fn newc(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut cpio = Vec::new();
+        let trailer: (&str, &[u8]) = ("TRAILER!!!", b"");
+        for (i, (name, data)) in files.iter().copied().chain([trailer]).enumerate() {
+            let namez = format!("{name}\0");
+            let fields = [
+                i + 1,
+                0o100644,
+                0,
+                0,
+                1,
+                0,
+                data.len(),
+                0,
+                0,
+                0,
+                0,
+                namez.len(),
+                0,
+            ];
+            cpio.extend_from_slice(b"070701");
+            for f in fields {
+                cpio.extend_from_slice(format!("{f:08x}").as_bytes());
+            }
+            cpio.extend_from_slice(namez.as_bytes());
+            cpio.resize(aligned4(cpio.len() as u64) as usize, 0);
+            cpio.extend_from_slice(data);
+            cpio.resize(aligned4(cpio.len() as u64) as usize, 0);
+        }
+        cpio
+    }
+
+    #[test]
+    fn compressed_microcode_is_reported() {
+        use std::io::Write;
+        let cpio = newc(&[("kernel/x86/microcode/GenuineIntel.bin", b"UCODE")]);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("intel-ucode.img");
+        std::fs::write(&plain, &cpio).unwrap();
+        let initrd = from_paths(std::slice::from_ref(&plain)).unwrap().unwrap();
+        assert!(wants_microcode_check(&initrd));
+        assert_eq!(microcode_problem(&initrd), None);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&cpio).unwrap();
+        let packed = dir.path().join("intel-ucode.img.gz");
+        std::fs::write(&packed, gz.finish().unwrap()).unwrap();
+        let initrd = from_paths(&[packed]).unwrap().unwrap();
+        let problem = microcode_problem(&initrd).expect("compressed microcode is a problem");
+        assert!(problem.to_string().contains("compressed"), "{problem}");
+        // Misplaced: a compressed archive first, the microcode after it.
+        let other = dir.path().join("initramfs-lts");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&newc(&[("init", b"#!/bin/sh\n")])).unwrap();
+        std::fs::write(&other, gz.finish().unwrap()).unwrap();
+        let initrd = from_paths(&[other, plain]).unwrap().unwrap();
+        assert!(microcode_problem(&initrd).is_some());
     }
 
     #[test]

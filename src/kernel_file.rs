@@ -1,11 +1,19 @@
-//! The kernel file named on the command line: read once, identified, and
-//! summarised for command-line limits, diagnosis and the status record.
+//! The kernel file named on the command line: read once, identified with
+//! the image library, and unpacked into what `kexec_file_load` takes.
+//!
+//! The kernel's own loaders accept a bzImage (x86) or an uncompressed arm64
+//! `Image`; they do not take an `Image.gz`, a zboot image or a unified kernel
+//! image apart. So those are unpacked here (decompressed, or the UKI's
+//! `.linux` section extracted) into a sealed memfd, and the UKI's `.initrd`
+//! and `.cmdline` are kept for the load.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::diagnose::ImageHints;
 use crate::image::bzimage::{SetupHeader, XLF_KERNEL_64};
+use crate::image::{self, arm64, uki, Format};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,19 +31,60 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("kernel {path}: {source}; {advice}")]
+    Image {
+        path: PathBuf,
+        source: image::Error,
+        advice: &'static str,
+    },
+    #[error("kernel {path} is an initramfs, not a kernel; pass it with --initrd and give the kernel image as the argument")]
+    IsInitramfs { path: PathBuf },
+    #[error("cannot stage the unpacked kernel from {path}: {source}")]
+    Stage {
+        path: PathBuf,
+        source: crate::initrd::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a unified kernel image brings besides its kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UkiParts {
+    pub initrd: Option<Vec<u8>>,
+    pub cmdline: Option<String>,
+    pub uname: Option<String>,
+}
 
 /// A kernel image file, open and read.
 #[derive(Debug)]
 pub struct KernelFile {
     pub path: PathBuf,
-    /// Open read-only: the descriptor `kexec_file_load` is given.
+    /// The format of the file as given (`bzimage`, `uki`, `zboot`…).
+    pub format: &'static str,
+    /// Read-only descriptor for `kexec_file_load`: the file itself, or a
+    /// sealed memfd holding the unpacked kernel.
     pub file: File,
+    /// The kernel `file` holds.
     pub bytes: Vec<u8>,
-    /// The x86 setup header, when the file is a bzImage.
+    /// How `bytes` was obtained from the file, when it is not the file.
+    pub unpacked: Option<String>,
+    /// The x86 setup header, when the kernel is a bzImage.
     pub setup: Option<SetupHeader>,
+    pub uki: Option<UkiParts>,
+}
+
+fn format_name(f: &Format) -> &'static str {
+    match f {
+        Format::Bzimage { .. } => "bzimage",
+        Format::Vmlinux => "vmlinux",
+        Format::Arm64Image { .. } => "arm64_image",
+        Format::Arm64Compressed { .. } => "arm64_compressed",
+        Format::Zboot => "zboot",
+        Format::Uki => "uki",
+        Format::Initramfs { .. } => "initramfs",
+        Format::Unknown(_) => "unknown",
+    }
 }
 
 impl KernelFile {
@@ -62,18 +111,85 @@ impl KernelFile {
                 path: path.to_owned(),
             });
         }
-        let setup = SetupHeader::parse(&bytes).ok();
+        let img = |source: image::Error| {
+            let advice = source.advice();
+            Error::Image {
+                path: path.to_owned(),
+                source,
+                advice,
+            }
+        };
+        let format = image::detect(&bytes);
+        let mut uki_parts = None;
+        let mut unpacked: Option<String> = None;
+        let kernel: Cow<'_, [u8]> = match &format {
+            Format::Unknown(_) => {
+                // Let the library say what the file looks like.
+                return Err(img(image::inspect_bytes(&bytes)
+                    .err()
+                    .unwrap_or(image::Error::Empty)));
+            }
+            Format::Initramfs { .. } => {
+                return Err(Error::IsInitramfs {
+                    path: path.to_owned(),
+                })
+            }
+            Format::Uki => {
+                let u = uki::parse(&bytes).map_err(|e| img(e.into()))?;
+                let linux = bytes.get(u.linux.range()).unwrap_or_default();
+                let initrd = u
+                    .initrd
+                    .and_then(|r| bytes.get(r.range()))
+                    .map(<[u8]>::to_vec);
+                uki_parts = Some(UkiParts {
+                    initrd,
+                    cmdline: u.cmdline.clone(),
+                    uname: u.uname.clone(),
+                });
+                let inner = arm64::decompress(linux).map_err(|e| img(e.into()))?;
+                unpacked = Some(match inner {
+                    Cow::Owned(_) => "the decompressed .linux section of this UKI".into(),
+                    Cow::Borrowed(_) => "the .linux section of this UKI".into(),
+                });
+                Cow::Owned(inner.into_owned())
+            }
+            Format::Arm64Compressed { .. } | Format::Zboot => {
+                let inner = arm64::decompress(&bytes).map_err(|e| img(e.into()))?;
+                unpacked = Some("the decompressed arm64 Image".into());
+                Cow::Owned(inner.into_owned())
+            }
+            _ => Cow::Borrowed(&bytes[..]),
+        };
+        let (file, kernel) = match kernel {
+            Cow::Borrowed(_) => (file, bytes.clone()),
+            Cow::Owned(k) => {
+                let staged = crate::initrd::sealed_memfd("kexec-kernel", &k).map_err(|source| {
+                    Error::Stage {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?;
+                (staged, k)
+            }
+        };
+        let setup = SetupHeader::parse(&kernel).ok();
         Ok(KernelFile {
             path: path.to_owned(),
+            format: format_name(&format),
             file,
-            bytes,
+            bytes: kernel,
+            unpacked,
             setup,
+            uki: uki_parts,
         })
     }
 
     /// The kernel's version string (`uname -r` of the kernel it boots), from
-    /// the bzImage's `kernel_version` pointer (offset + 0x200).
+    /// the bzImage's `kernel_version` pointer (offset + 0x200), or a UKI's `.uname`.
     pub fn version(&self) -> Option<String> {
+        if let Some(v) = self.uki.as_ref().and_then(|u| u.uname.clone()) {
+            return Some(v);
+        }
         let h = self.setup.as_ref()?;
         if h.kernel_version_offset == 0 {
             return None;
@@ -87,18 +203,21 @@ impl KernelFile {
 
     /// What the file is, in words.
     pub fn kind(&self) -> String {
-        match &self.setup {
+        let inner = match &self.setup {
             Some(h) => format!(
                 "an x86 bzImage (boot protocol {}.{:02})",
                 h.version >> 8,
                 h.version & 0xff
             ),
-            None if self.bytes.starts_with(b"\x7fELF") => "an ELF file, not a bzImage".to_string(),
-            None if self.bytes.starts_with(&[0x1f, 0x8b]) => "gzip-compressed data".to_string(),
-            None if self.bytes.starts_with(b"MZ") => {
-                "a PE/EFI executable without an x86 setup header".to_string()
+            None if self.bytes.starts_with(b"\x7fELF") => {
+                "an ELF vmlinux, not a bzImage".to_string()
             }
-            None => "not a recognised kernel image".to_string(),
+            None if arm64::has_magic(&self.bytes) => "an arm64 Image".to_string(),
+            None => format!("a {} image", self.format),
+        };
+        match &self.unpacked {
+            Some(how) => format!("{inner}, {how}"),
+            None => inner,
         }
     }
 
@@ -167,11 +286,69 @@ mod tests {
         ));
         let err = KernelFile::open(&dir.path().join("missing")).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
-        let elf = dir.path().join("vmlinux");
-        std::fs::write(&elf, b"\x7fELF\x02\x01\x01").unwrap();
-        let k = KernelFile::open(&elf).unwrap();
-        assert_eq!(k.hints().is_bzimage, Some(false));
-        assert!(k.kind().contains("ELF"));
-        assert_eq!(k.version(), None);
+        let png = dir.path().join("picture.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\n").unwrap();
+        let err = KernelFile::open(&png).unwrap_err();
+        assert!(
+            err.to_string().contains("picture.png") && err.to_string().contains("PNG"),
+            "{err}"
+        );
+        let cpio = dir.path().join("initramfs");
+        std::fs::write(&cpio, b"070701000000000000").unwrap();
+        assert!(matches!(
+            KernelFile::open(&cpio),
+            Err(Error::IsInitramfs { .. })
+        ));
+    }
+
+    #[test]
+    fn uki_yields_its_linux_initrd_cmdline_and_uname() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = tiny_bzimage("6.6.58-0-lts");
+        let u = crate::image::uki::build(&[
+            (".linux", &kernel),
+            (".initrd", b"UKI-INITRD"),
+            (".cmdline", b"root=/dev/vda console=ttyS0\n\0"),
+            (".uname", b"6.6.58-0-lts"),
+        ]);
+        let p = dir.path().join("linux.efi");
+        std::fs::write(&p, u).unwrap();
+        let k = KernelFile::open(&p).unwrap();
+        assert_eq!(k.format, "uki");
+        assert_eq!(k.bytes, kernel);
+        let parts = k.uki.as_ref().unwrap();
+        assert_eq!(parts.initrd.as_deref(), Some(&b"UKI-INITRD"[..]));
+        assert_eq!(
+            parts.cmdline.as_deref(),
+            Some("root=/dev/vda console=ttyS0")
+        );
+        assert_eq!(k.version().as_deref(), Some("6.6.58-0-lts"));
+        assert!(k.kind().contains("UKI"), "{}", k.kind());
+        // The descriptor holds the extracted kernel, not the UKI.
+        let mut staged = Vec::new();
+        std::io::Read::read_to_end(&mut &k.file, &mut staged).unwrap();
+        assert_eq!(staged, kernel);
+    }
+
+    #[test]
+    fn compressed_arm64_images_are_decompressed() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let image = crate::image::arm64::build_image(0, 0x20000, 0xa, &[7u8; 4096]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&image).unwrap();
+        let p = dir.path().join("Image.gz");
+        std::fs::write(&p, gz.finish().unwrap()).unwrap();
+        let k = KernelFile::open(&p).unwrap();
+        assert_eq!(k.format, "arm64_compressed");
+        assert_eq!(k.bytes, image);
+        assert!(
+            k.kind().starts_with("an arm64 Image, the decompressed"),
+            "{}",
+            k.kind()
+        );
+        let mut staged = Vec::new();
+        std::io::Read::read_to_end(&mut &k.file, &mut staged).unwrap();
+        assert_eq!(staged, image);
     }
 }

@@ -4,8 +4,8 @@
 //! `Display` is a complete sentence a user can act on. The `kexec` binary
 //! (`src/main.rs`) is a thin layer that turns those into output and exit codes.
 
-pub mod classic;
 pub mod check;
+pub mod classic;
 pub mod cli;
 pub mod cmdline;
 pub mod diagnose;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use kexec::check::{self, Abilities};
 use kexec::cli::{self, Command, Context, Notice};
-use kexec::kernel_file::KernelFile;
 use kexec::status::{self, Store};
 use kexec::syscall::{KexecSys, LinuxKexec};
 use kexec::sysview::SystemView;
@@ -42,7 +41,14 @@ fn dispatch(command: Command) -> u8 {
         Command::Info { images, json } => info(&images, json),
         Command::Check { crash, json } => {
             let facts = SystemView::live().facts();
-            let report = check::check(&facts, &sys.state(), crash, Abilities { classic: false });
+            let report = check::check(
+                &facts,
+                &sys.state(),
+                crash,
+                Abilities {
+                    classic: kexec::classic::purgatory::available(),
+                },
+            );
             if json {
                 println!(
                     "{}",
@@ -97,27 +103,13 @@ fn dispatch(command: Command) -> u8 {
     }
 }
 
-#[derive(serde::Serialize)]
-struct ImageInfo {
-    path: String,
-    kind: String,
-    version: Option<String>,
-    size: usize,
-    setup_header: Option<kexec::image::bzimage::SetupHeader>,
-}
-
+/// `kexec info`: the image library's report per file; exit 1 if any failed.
 fn info(images: &[std::path::PathBuf], json: bool) -> u8 {
-    let mut out = Vec::new();
+    let mut reports = Vec::new();
     let mut code = 0;
     for path in images {
-        match KernelFile::open(path) {
-            Ok(k) => out.push(ImageInfo {
-                path: path.display().to_string(),
-                kind: k.kind(),
-                version: k.version(),
-                size: k.bytes.len(),
-                setup_header: k.setup.clone(),
-            }),
+        match kexec::image::inspect_path(path) {
+            Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("kexec: {e}");
                 code = cli::EXIT_USAGE;
@@ -125,25 +117,17 @@ fn info(images: &[std::path::PathBuf], json: bool) -> u8 {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        let values: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&values).unwrap_or_default()
+        );
     } else {
-        for i in &out {
-            println!("{}: {}", i.path, i.kind);
-            if let Some(v) = &i.version {
-                println!("  version:      {v}");
-            }
-            println!("  size:         {} bytes", i.size);
-            if let Some(h) = &i.setup_header {
-                if let Some(c) = h.cmdline_size {
-                    println!("  cmdline_size: {c}");
-                }
-                if let Some(x) = h.xloadflags {
-                    println!("  xloadflags:   {x:#x}");
-                }
-                if let Some(s) = h.init_size {
-                    println!("  init_size:    {s:#x}");
-                }
-            }
+        for r in &reports {
+            print!("{r}");
         }
     }
     code

@@ -67,13 +67,22 @@ fn bad_files_exit_1_naming_the_file() {
 }
 
 #[test]
-fn info_describes_a_kernel_and_refuses_a_missing_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("picture.png");
-    std::fs::write(&png, b"\x89PNG\r\n\x1a\n").unwrap();
-    let o = kexec(&["info", &png.display().to_string()]);
-    assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("not a recognised kernel image"));
+fn info_describes_images_and_refuses_non_kernels() {
+    let uki = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/uki.efi");
+    let o = kexec(&["info", uki]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("format:                  uki"));
+    let o = kexec(&["info", "--json", uki]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["format"], "uki");
+    let png = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/not-a-kernel.png");
+    let o = kexec(&["info", png]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not-a-kernel.png") && stderr(&o).contains("PNG"),
+        "{}",
+        stderr(&o)
+    );
     let o = kexec(&["info", "/nonexistent/vmlinuz"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent/vmlinuz"));

@@ -107,9 +107,11 @@ fn a_directory_and_a_missing_file_are_one_line_errors() {
     assert_eq!(dir.kind, image::InspectErrorKind::IsADirectory);
     let missing = image::inspect_path(Path::new("fixtures/no-such-kernel")).unwrap_err();
     assert_eq!(missing.kind, image::InspectErrorKind::NotFound);
+    let device = image::inspect_path(Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(device.kind, image::InspectErrorKind::Invalid);
     insta::assert_json_snapshot!(
         "directory-and-missing",
-        json!([dir.to_string(), missing.to_string()])
+        json!([dir.to_string(), missing.to_string(), device.to_string()])
     );
 }
 
@@ -280,11 +282,22 @@ fn check_against_package(k: &CachedKernel, r: &ImageReport) {
         k.name,
         k.version
     );
+    // Debian's banner carries the package version verbatim; Alpine's
+    // carries the upstream version only (package 6.12.13-r0, banner
+    // "6.12.13-0-lts … #1-Alpine …").
+    let expected = match k.source.as_str() {
+        "alpine" => k
+            .package_version
+            .split("-r")
+            .next()
+            .unwrap_or(&k.package_version),
+        _ => k.package_version.as_str(),
+    };
     assert!(
-        version_string.contains(&k.package_version),
+        version_string.contains(expected),
         "{}: version string {version_string:?} does not contain the package version {:?}",
         k.name,
-        k.package_version
+        expected
     );
     if config.is_empty() {
         eprintln!(
@@ -329,6 +342,7 @@ fn check_against_package(k: &CachedKernel, r: &ImageReport) {
                 "{}: protocol 2.15+ without kernel_info",
                 k.name
             );
+            check_vmlinux_inside(k, &config, z);
             if let Some(align) = config
                 .get("PHYSICAL_ALIGN")
                 .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
@@ -385,6 +399,67 @@ fn check_against_package(k: &CachedKernel, r: &ImageReport) {
         }
         _ => unreachable!("checked above"),
     }
+}
+
+/// Decompresses the bzImage's payload (when this crate can: gzip, xz,
+/// zstd, lz4) and checks the vmlinux inside against the package: an x86_64 ELF
+/// kernel whose build-salt note is the kernel release and whose first
+/// PT_LOAD sits at CONFIG_PHYSICAL_START.
+fn check_vmlinux_inside(
+    k: &CachedKernel,
+    config: &BTreeMap<String, String>,
+    z: &image::bzimage::BzImage,
+) {
+    let c = z.payload.as_ref().and_then(|p| p.compression);
+    if !matches!(
+        c,
+        Some(Compression::Gzip | Compression::Xz | Compression::Zstd | Compression::Lz4)
+    ) {
+        eprintln!(
+            "{}: {c:?} payload not decompressed (only gzip, xz, zstd and lz4 are)",
+            k.name
+        );
+        return;
+    }
+    let bytes = std::fs::read(&k.kernel).expect("kernel readable");
+    let vmlinux = z
+        .decompress_payload(&bytes, image::compression::MAX_DECOMPRESSED)
+        .unwrap_or_else(|e| panic!("{}: {e}", k.name));
+    let elf = image::elf::parse(&vmlinux)
+        .unwrap_or_else(|e| panic!("{}: payload is not an ELF vmlinux: {e}", k.name));
+    assert_eq!(elf.kind, image::elf::ElfKind::Kernel, "{}", k.name);
+    assert_eq!(elf.machine, "x86_64", "{}", k.name);
+    assert_eq!(elf.class, 64, "{}", k.name);
+    if let Some(salt) = &elf.build_salt {
+        assert_eq!(salt, &k.version, "{}: vmlinux build salt", k.name);
+    }
+    if let Some(start) = config
+        .get("PHYSICAL_START")
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+    {
+        let first = elf
+            .load_segments
+            .first()
+            .unwrap_or_else(|| panic!("{}: vmlinux without PT_LOAD", k.name));
+        assert_eq!(
+            first.paddr, start,
+            "{}: first PT_LOAD paddr vs CONFIG_PHYSICAL_START",
+            k.name
+        );
+    }
+    let init_size = z.header.init_size.unwrap_or(0) as u64;
+    let span = elf
+        .load_segments
+        .iter()
+        .map(|s| s.paddr + s.memsz)
+        .max()
+        .unwrap_or(0)
+        - elf.load_segments[0].paddr;
+    assert!(
+        init_size >= span,
+        "{}: init_size {init_size:#x} smaller than the vmlinux it unpacks ({span:#x})",
+        k.name
+    );
 }
 
 #[test]

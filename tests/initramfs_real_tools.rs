@@ -134,7 +134,7 @@ fn archives_from_real_tools_are_read_exactly() {
         assert_eq!(r.segments[0].compression, Some(*format), "{tool}");
         let decodable = matches!(
             format,
-            Compression::Gzip | Compression::Xz | Compression::Zstd
+            Compression::Gzip | Compression::Xz | Compression::Zstd | Compression::Lz4
         );
         assert_eq!(
             r.segments[0].entries,

@@ -248,11 +248,13 @@ pub fn parse_systab_rsdp(s: &str) -> Option<u64> {
     find("ACPI20=").or_else(|| find("ACPI="))
 }
 
-/// `/sys/kernel/vmcoreinfo`: "ADDR SIZE", both hexadecimal.
+/// `/sys/kernel/vmcoreinfo`: "ADDR SIZE", both hexadecimal; the kernel
+/// prints the address with `%pa`, so with a `0x` prefix.
 pub fn parse_vmcoreinfo(s: &str) -> Option<Range> {
+    let hex = |t: &str| u64::from_str_radix(t.strip_prefix("0x").unwrap_or(t), 16).ok();
     let mut it = s.split_whitespace();
-    let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-    let size = u64::from_str_radix(it.next()?, 16).ok()?;
+    let addr = hex(it.next()?)?;
+    let size = hex(it.next()?)?;
     (size > 0).then(|| Range::new(addr, addr.saturating_add(size)))
 }
 

@@ -12,6 +12,7 @@ use nix::errno::Errno;
 
 use super::flavor;
 use super::parse::{Invocation, SyscallMode};
+use crate::classic::{self, Machine};
 use crate::cmdline;
 use crate::diagnose::{self, Diagnosis, ImageHints, Op};
 use crate::initrd;
@@ -317,14 +318,35 @@ fn prepare(
             ))),
         }
     }
+    // A UKI's own .cmdline applies unless the user gave a command line.
+    let mut request = inv.cmdline.clone();
+    if request == cmdline::Request::default() {
+        if let Some(c) = kernel.uki.as_ref().and_then(|u| u.cmdline.clone()) {
+            request.append = Some(c);
+        }
+    }
     let cmdline = cmdline::build(
-        &inv.cmdline,
+        &request,
         || ctx.view.proc_cmdline(),
         inv.crash,
         kernel.cmdline_capacity(inv.crash),
     )
     .map_err(|e| Failure::usage(format!("{e}")))?;
-    let initrd = initrd::from_paths(&initrd_paths).map_err(|e| Failure::usage(e.to_string()))?;
+    let embedded_name = format!(".initrd of {}", kernel.path.display());
+    let embedded = kernel
+        .uki
+        .as_ref()
+        .and_then(|u| u.initrd.as_deref())
+        .map(|d| (embedded_name, d));
+    let initrd =
+        initrd::assemble(embedded, &initrd_paths).map_err(|e| Failure::usage(e.to_string()))?;
+    if let Some(i) = initrd.as_ref().filter(|i| initrd::wants_microcode_check(i)) {
+        if let Some(problem) = initrd::microcode_problem(i) {
+            notify(Notice::Warning(format!(
+                "{problem} (the initrd is loaded anyway)"
+            )));
+        }
+    }
     let mut hints = kernel.hints();
     hints.initrd_len = initrd.as_ref().map(|i| i.total_len);
     hints.cmdline_len = cmdline.as_bytes().len();
@@ -440,18 +462,50 @@ fn file_load(p: &Prepared, target: Target, ctx: &mut Context<'_>) -> Result<(), 
     )
 }
 
-/// The `kexec_load` path needs this crate's own boot_params builder and
-/// purgatory (`kexec::classic`), which is developed on its own branch; until
-/// it is merged this build says so instead of pretending to load.
-fn classic_load(_inv: &Invocation, _p: &Prepared, _ctx: &mut Context<'_>) -> Result<(), Failure> {
-    Err(Failure::with(
-        EXIT_FAILED,
-        "kexec_load is not available in this build",
-        Diagnosis {
-            cause: "this kexec was built without its kexec_load loader (segments, boot_params, purgatory)".into(),
-            fix: Some("use a kernel with kexec_file_load (CONFIG_KEXEC_FILE=y), or a build that includes the classic loader".into()),
-        },
-    ))
+/// The `kexec_load` path: this crate's own planner lays out the kernel,
+/// initrd, zero page and purgatory from the firmware memory map, and the
+/// kernel copies the segments.
+fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result<(), Failure> {
+    let target = target_of(inv);
+    let initrd = match &p.initrd {
+        Some(i) => Some(read_back(i).map_err(|e| {
+            Failure::usage(format!("cannot read the initrd back for kexec_load: {e}"))
+        })?),
+        None => None,
+    };
+    let machine = Machine::from_root(&ctx.view.root).map_err(|e| Failure {
+        code: EXIT_FAILED,
+        message: format!("kexec_load: cannot read this machine's memory layout: {e}"),
+        diagnosis: None,
+    })?;
+    let req = classic::Request {
+        kernel: &p.kernel.bytes,
+        initrd: initrd.as_deref(),
+        cmdline: p.cmdline.as_bytes(),
+        crash: inv.crash,
+        no_checks: inv.no_checks,
+    };
+    let plan = classic::plan(&req, &machine).map_err(|e| Failure {
+        code: EXIT_FAILED,
+        message: format!("kexec_load: cannot load {}: {e}", p.kernel.path.display()),
+        diagnosis: None,
+    })?;
+    ctx.sys
+        .kexec_load(plan.entry, &plan.segments, plan.flags)
+        .map_err(|errno| {
+            let d = diagnose::explain(Op::Load, errno, target, &ctx.view.facts(), &p.hints);
+            Failure::kernel(EXIT_FAILED, Op::Load, errno, d)
+        })
+}
+
+fn read_back(i: &initrd::Initrd) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::from(i.fd().try_clone_to_owned()?);
+    f.rewind()?;
+    let mut data = Vec::with_capacity(i.total_len as usize);
+    f.read_to_end(&mut data)?;
+    f.rewind()?;
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -465,6 +519,9 @@ mod tests {
 
     /// A recorded `kexec_file_load`: kernel bytes, initrd bytes, cmdline, flags.
     type FileLoad = (Vec<u8>, Option<Vec<u8>>, String, u32);
+
+    /// A bzImage with a realistic setup header (generated fixture).
+    const REAL_BZIMAGE: &[u8] = include_bytes!("../../fixtures/bzimage-2.15-gzip.bin");
 
     const ROOT_STATUS: &[u8] = b"Name:\tkexec\nSeccomp:\t0\nCapEff:\t000001ffffffffff\n";
 
@@ -491,6 +548,18 @@ mod tests {
                 ("boot/initramfs-lts", b"INITRAMFS"),
                 ("boot/intel-ucode.img", b"UCODE"),
                 ("lib/modules/6.6.58-0-lts/modules.dep", b""),
+                // A 1 GiB machine's firmware map, for kexec_load plans.
+                ("sys/firmware/memmap/0/start", b"0x0\n"),
+                ("sys/firmware/memmap/0/end", b"0x9fbff\n"),
+                ("sys/firmware/memmap/0/type", b"System RAM\n"),
+                ("sys/firmware/memmap/1/start", b"0x100000\n"),
+                ("sys/firmware/memmap/1/end", b"0x3ffdffff\n"),
+                ("sys/firmware/memmap/1/type", b"System RAM\n"),
+                (
+                    "proc/iomem",
+                    b"00000000-00000fff : Reserved\n00100000-3ffdffff : System RAM\n  2a000000-31ffffff : Crash kernel\n",
+                ),
+                ("boot/vmlinuz-real", REAL_BZIMAGE),
             ];
             files.extend_from_slice(extra);
             let root = fake_root(&files).unwrap();
@@ -800,19 +869,92 @@ mod tests {
     }
 
     #[test]
-    fn fallback_errnos_try_kexec_load_in_auto_mode() {
+    fn fallback_errnos_load_with_kexec_load_in_auto_mode() {
         for e in [Errno::ENOSYS, Errno::EINVAL, Errno::ENOEXEC, Errno::ENOTSUP] {
             let mut m = Machine::new(&[]);
             m.sys.file_load_errors.push_back(e);
-            let k = m.path("boot/vmlinuz-lts");
-            let f = m.run(&["-l", &k]).unwrap_err();
-            // This build has no kexec_load loader yet: it says so, not pretends.
-            assert!(
-                f.message.contains("kexec_load fallback failed"),
-                "{e:?}: {f}"
+            let k = m.path("boot/vmlinuz-real");
+            let i = m.path("boot/initramfs-lts");
+            assert_eq!(
+                m.run(&["-l", &k, "--initrd", &i, "--append", "root=/dev/vda"]),
+                Ok(0),
+                "{e:?}"
             );
-            assert_eq!(f.code, 255);
+            assert!(matches!(m.sys.calls[0], Call::FileLoad { .. }));
+            let Call::Load {
+                segments, flags, ..
+            } = &m.sys.calls[1]
+            else {
+                panic!("{:?}", m.sys.calls)
+            };
+            assert!(
+                *segments >= 4,
+                "kernel, initrd, zero page, purgatory: {segments}"
+            );
+            assert_eq!(flags & KEXEC_ON_CRASH, 0);
+            assert_eq!(m.sys.state.loaded, Some(true));
+            assert_eq!(
+                m.store().load(Target::Normal).unwrap().syscall,
+                "kexec_load"
+            );
         }
+    }
+
+    #[test]
+    fn classic_mode_loads_without_trying_kexec_file_load() {
+        let mut m = Machine::new(&[]);
+        let k = m.path("boot/vmlinuz-real");
+        assert_eq!(m.run(&["-c", "-i", "-l", &k, "--reuse-cmdline"]), Ok(0));
+        // kexec_load only, then the sync kexec-tools also does after -l.
+        assert!(
+            matches!(m.sys.calls[0], Call::Load { .. }),
+            "{:?}",
+            m.sys.calls
+        );
+        assert_eq!(m.sys.calls[1..], [Call::Sync]);
+        // Crash kernels go into the reservation from /proc/iomem, with a core
+        // header built from the CPU crash notes and vmcoreinfo.
+        for (rel, data) in [
+            ("sys/devices/system/cpu/cpu0/crash_notes", "3fc1e000\n"),
+            ("sys/devices/system/cpu/cpu0/crash_notes_size", "424\n"),
+            ("sys/kernel/vmcoreinfo", "2e4d000 1000\n"),
+        ] {
+            let p = m.root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        m.sys.state.crash_size = Some(128 << 20);
+        assert_eq!(m.run(&["-c", "-p", &k]), Ok(0));
+        let Call::Load { flags, .. } = m.sys.calls[2] else {
+            panic!("{:?}", m.sys.calls)
+        };
+        assert_eq!(flags & KEXEC_ON_CRASH, KEXEC_ON_CRASH);
+        assert_eq!(m.sys.state.crash_loaded, Some(true));
+    }
+
+    #[test]
+    fn classic_refusals_are_explained() {
+        let mut m = Machine::new(&[
+            ("proc/sys/kernel/kexec_load_disabled", b"1\n"),
+            ("etc/alpine-release", b"3.22\n"),
+        ]);
+        m.sys.load_errors.push_back(Errno::EPERM);
+        let k = m.path("boot/vmlinuz-real");
+        let f = m.run(&["-c", "-l", &k]).unwrap_err();
+        assert_eq!(f.code, 255);
+        assert!(
+            f.message
+                .starts_with("kexec_load failed: Operation not permitted (EPERM)"),
+            "{f}"
+        );
+        assert!(f.to_string().contains("/etc/update-extlinux.conf"), "{f}");
+        // A kernel the planner cannot take: a tiny bzImage without a payload.
+        let mut m = Machine::new(&[]);
+        let k = m.path("boot/vmlinuz-lts");
+        let f = m.run(&["-c", "-l", &k]).unwrap_err();
+        assert_eq!(f.code, 255);
+        assert!(f.message.contains("kexec_load: cannot load"), "{f}");
+        assert!(m.sys.calls.is_empty());
     }
 
     #[test]
@@ -889,6 +1031,58 @@ mod tests {
         // --force boots it anyway (and, as in kexec-tools, -l after -f only loads).
         assert_eq!(m.run(&["-f", "-l", "--flavor=auto"]), Ok(0));
         assert!(!m.sys.rebooted());
+    }
+
+    #[test]
+    fn uki_loads_its_kernel_initrd_and_cmdline_unless_given() {
+        let kernel = tiny_bzimage("6.6.58-0-lts");
+        let uki = crate::image::uki::build(&[
+            (".linux", &kernel),
+            (".initrd", b"UKI-INITRD"),
+            (".cmdline", b"root=/dev/vda rw"),
+        ]);
+        let mut m = Machine::new(&[("boot/linux.efi", &uki)]);
+        let u = m.path("boot/linux.efi");
+        assert_eq!(m.run(&["-l", &u]), Ok(0));
+        let l = &m.file_loads()[0];
+        assert_eq!(l.0, kernel);
+        assert_eq!(l.1.as_deref(), Some(&b"UKI-INITRD"[..]));
+        assert_eq!(l.2, "root=/dev/vda rw");
+        let extra = m.path("boot/initramfs-lts");
+        assert_eq!(
+            m.run(&["-l", &u, "--append", "quiet", "--initrd", &extra]),
+            Ok(0)
+        );
+        let l = &m.file_loads()[1];
+        assert_eq!(l.1.as_deref(), Some(&b"UKI-INITRD\0\0INITRAMFS"[..]));
+        assert_eq!(l.2, "quiet");
+        assert_eq!(m.store().load(Target::Normal).unwrap().initrds.len(), 2);
+    }
+
+    #[test]
+    fn misplaced_microcode_gets_a_warning_and_still_loads() {
+        let mut m = Machine::new(&[]);
+        let k = m.path("boot/vmlinuz-lts");
+        // The microcode archive is gzip-compressed: the early loader skips it.
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/initramfs-microcode-compressed.cpio"
+        );
+        let data = std::fs::read(fixture).expect("fixture");
+        let p = m.root.path().join("boot/intel-ucode.img");
+        std::fs::write(&p, data).unwrap();
+        assert_eq!(
+            m.run(&["-l", &k, "--initrd", &p.display().to_string()]),
+            Ok(0)
+        );
+        assert!(
+            m.notices
+                .iter()
+                .any(|n| matches!(n, Notice::Warning(w) if w.contains("microcode"))),
+            "{:?}",
+            m.notices
+        );
+        assert_eq!(m.file_loads().len(), 1);
     }
 
     #[test]

@@ -131,14 +131,23 @@ const BANNER: &[u8] = b"Linux version ";
 /// Longest banner read.
 const MAX_BANNER: usize = 512;
 
-/// Finds a printable, NUL-terminated "Linux version …" string.
+/// Candidates examined at most (a kernel has two or three).
+const MAX_BANNERS: usize = 16;
+
+/// Finds a printable, NUL-terminated "Linux version …" string. Kernels
+/// since 6.1 carry two: a weak placeholder whose build number is missing
+/// ("… # SMP …", from `init/version.c`) and the real one ("#1 SMP",
+/// from `init/version-timestamp.c`); the real one is preferred.
 fn find_banner(b: &[u8]) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
     let mut from = 0;
-    while let Some(pos) = b
-        .get(from..)?
-        .windows(BANNER.len())
-        .position(|w| w == BANNER)
-    {
+    while found.len() < MAX_BANNERS {
+        let Some(pos) = b
+            .get(from..)
+            .and_then(|rest| rest.windows(BANNER.len()).position(|w| w == BANNER))
+        else {
+            break;
+        };
         let start = from + pos;
         let tail = &b[start..b.len().min(start + MAX_BANNER)];
         if let Some(end) = tail.iter().position(|&c| c == 0 || c == b'\n') {
@@ -149,12 +158,21 @@ fn find_banner(b: &[u8]) -> Option<String> {
                 && text[BANNER.len()].is_ascii_digit()
                 && text.iter().all(|c| (0x20..0x7f).contains(c))
             {
-                return Some(String::from_utf8_lossy(text).into_owned());
+                found.push(String::from_utf8_lossy(text).into_owned());
             }
         }
         from = start + 1;
     }
-    None
+    let has_build_number = |s: &&String| {
+        s.as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'#' && w[1].is_ascii_digit())
+    };
+    found
+        .iter()
+        .find(has_build_number)
+        .or(found.first())
+        .cloned()
 }
 
 /// Parses an uncompressed Image. `image_size` counts bss, so the file is
@@ -228,6 +246,17 @@ impl Zboot {
 /// Image (or anything else that is not a compressed arm64 kernel), or the
 /// decompressed contents of `Image.gz`, `Image.zst` or a zboot payload,
 /// capped at [`MAX_DECOMPRESSED`]. The result is checked to be an Image.
+///
+/// ```
+/// use std::io::Write;
+/// use kexec::image::arm64;
+///
+/// let image = arm64::build_image(0, 0x10000, 0xa, &[0; 256]);
+/// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+/// gz.write_all(&image).unwrap();
+/// let gz = gz.finish().unwrap();
+/// assert_eq!(arm64::decompress(&gz).unwrap().as_ref(), image.as_slice());
+/// ```
 pub fn decompress(b: &[u8]) -> Result<Cow<'_, [u8]>> {
     decompress_bounded(b, MAX_DECOMPRESSED)
 }
@@ -325,7 +354,7 @@ mod tests {
     #[test]
     fn finds_the_banner_not_the_format_string() {
         let mut body =
-            b"xx Linux version %s (%s)\0 yy Linux version 6.6.0-test (me@host) #1 SMP\n\0".to_vec();
+            b"xx Linux version %s (%s)\0 Linux version 6.6.0-test (me@host) # SMP\0 yy Linux version 6.6.0-test (me@host) #1 SMP\n\0".to_vec();
         body.extend_from_slice(&[0; 16]);
         let img = parse_image(&build_image(0, 0x1000, 0xa, &body)).unwrap();
         assert_eq!(

@@ -50,6 +50,12 @@ pub enum Error {
     BadKernelInfo { offset: u64 },
     #[error("the EFI stub's PE header is broken: {0}")]
     Pe(#[from] super::pe::Error),
+    #[error("the kernel has no compressed payload (boot protocol before 2.08)")]
+    NoPayload,
+    #[error("the payload's compression is not recognised")]
+    UnknownPayloadCompression,
+    #[error("cannot decompress the payload: {0}")]
+    Payload(#[from] super::compression::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -89,8 +95,10 @@ pub struct SetupHeader {
     /// of the protected-mode code.
     pub payload_offset: Option<u32>,
     pub payload_length: Option<u32>,
+    #[serde(with = "super::hex::option")]
     pub setup_data: Option<u64>,
     /// 2.10+.
+    #[serde(with = "super::hex::option")]
     pub pref_address: Option<u64>,
     /// 2.10+: memory the kernel needs from its load address while it
     /// decompresses itself; what a loader must reserve.
@@ -230,6 +238,9 @@ pub struct Payload {
 /// Everything this crate reads from a bzImage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BzImage {
+    /// Boot protocol version as text, e.g. "2.15" (`header.version` is the
+    /// raw 0x020f).
+    pub protocol: String,
     pub header: SetupHeader,
     /// "6.1.0-56-cloud-amd64 (debian-kernel@…) #1 SMP … Debian 6.1.192-2 (…)".
     pub kernel_version: Option<String>,
@@ -316,12 +327,33 @@ impl BzImage {
             None
         };
         Ok(BzImage {
+            protocol: format!("{}.{:02}", header.version >> 8, header.version & 0xff),
             header,
             kernel_version,
             payload,
             kernel_info,
             efi_stub,
         })
+    }
+}
+
+impl BzImage {
+    /// Decompresses the payload: the kernel's own `vmlinux` (an ELF file,
+    /// symbols stripped), for gzip, xz, zstd and lz4 payloads. Not part of
+    /// [`BzImage::parse`] because it costs a second or more on a real
+    /// kernel; callers that want the ELF facts (or tests cross-checking a
+    /// kernel) ask for it.
+    pub fn decompress_payload(&self, file: &[u8], limit: usize) -> Result<Vec<u8>> {
+        let p = self.payload.as_ref().ok_or(Error::NoPayload)?;
+        let start = usize::try_from(p.offset).map_err(|_| Error::NoPayload)?;
+        let data = file
+            .get(start..start.saturating_add(p.length as usize))
+            .ok_or(Error::NoPayload)?;
+        if p.uncompressed_elf {
+            return Ok(data.to_vec());
+        }
+        let format = p.compression.ok_or(Error::UnknownPayloadCompression)?;
+        Ok(super::compression::decompress(format, data, limit)?)
     }
 }
 
@@ -436,6 +468,25 @@ mod tests {
         for len in 0..b.len() {
             assert!(BzImage::parse(&b[..len]).is_err(), "len {len}");
         }
+    }
+
+    #[test]
+    fn payload_decompresses_to_what_was_compressed() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b"\x7fELF pretend vmlinux").unwrap();
+        let b = build(0x020f, 3, "6.6.0", &e.finish().unwrap());
+        let z = BzImage::parse(&b).unwrap();
+        assert_eq!(
+            z.decompress_payload(&b, 1 << 20).unwrap(),
+            b"\x7fELF pretend vmlinux"
+        );
+        let lz4 = build(0x020f, 3, "6.6.0", &[0x02, 0x21, 0x4c, 0x18, 0]);
+        let z = BzImage::parse(&lz4).unwrap();
+        assert!(matches!(
+            z.decompress_payload(&lz4, 1 << 20),
+            Err(Error::Payload(_))
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Kernel payloads, `Image.gz`, zboot payloads and initramfs segments all use
 //! the same handful of compressors. Recognising them is enough to report a
-//! bzImage's payload; decompression (gzip, zstd, xz) is needed to reach an
+//! bzImage's payload; decompression (gzip, zstd, xz, LZ4 legacy) is needed to reach an
 //! arm64 header or to list the files of a compressed initramfs. Every
 //! decompression is capped so that a small "bomb" file is an error, not an
 //! out-of-memory kill.
@@ -16,7 +16,7 @@ use serde::Serialize;
 /// are tens of MiB and initramfs images rarely exceed a few hundred.
 pub const MAX_DECOMPRESSED: usize = 512 << 20;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     #[error("{format} data is corrupt or truncated: {reason}")]
     Corrupt { format: Compression, reason: String },
@@ -178,6 +178,11 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
             })?;
             end
         }
+        Compression::Lz4 => {
+            let (out, end) = lz4_legacy(input, limit, usize::MAX)?;
+            data = out;
+            end
+        }
         other => {
             return Err(Error::Unsupported {
                 format: other,
@@ -186,6 +191,57 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
         }
     };
     Ok(Decompressed { data, consumed })
+}
+
+/// Largest block of the LZ4 legacy format, uncompressed (`lz4 -l`).
+const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
+
+/// Decodes an LZ4 legacy stream: the magic, then blocks each preceded by
+/// its compressed size, as the kernel's `unlz4` reads them. The stream has
+/// no end marker: it ends at the end of the input, at a size field too big
+/// for the rest (the kernel build appends the uncompressed size to its
+/// payload), or at a size that is not a valid block (the next initramfs
+/// segment). A repeated magic starts another stream, which continues.
+fn lz4_legacy(input: &[u8], limit: usize, stop_after: usize) -> Result<(Vec<u8>, usize)> {
+    let format = Compression::Lz4;
+    let corrupt = |reason: String| Error::Corrupt { format, reason };
+    let mut out = Vec::new();
+    let mut block = vec![0u8; LZ4_LEGACY_BLOCK];
+    let mut pos = 4;
+    while let Some(word) = input.get(pos..pos + 4) {
+        let size = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        if size == LZ4_LEGACY_MAGIC {
+            pos += 4;
+            continue;
+        }
+        let start = pos + 4;
+        let Some(chunk) = input.get(start..start.saturating_add(size as usize)) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        let n = match lz4_flex::block::decompress_into(chunk, &mut block) {
+            Ok(n) => n,
+            // A first block that does not decode is corruption; a later
+            // one is where the stream ended and something else begins.
+            Err(e) if out.is_empty() => return Err(corrupt(e.to_string())),
+            Err(_) => break,
+        };
+        if out.len() + n > limit {
+            return Err(Error::TooLarge { format, limit });
+        }
+        out.extend_from_slice(&block[..n]);
+        pos = start + size as usize;
+        if out.len() >= stop_after {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(corrupt("no complete block (truncated?)".into()));
+    }
+    Ok((out, pos))
 }
 
 /// Length of the xz stream at the start of `input`: the first 4-aligned
@@ -226,6 +282,11 @@ pub fn peek(format: Compression, input: &[u8], n: usize) -> Option<Vec<u8>> {
             let mut rest = input;
             let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut rest).ok()?;
             let _ = (&mut dec).take(n as u64).read_to_end(&mut out);
+        }
+        Compression::Lz4 => {
+            let (mut data, _) = lz4_legacy(input, n.saturating_add(LZ4_LEGACY_BLOCK), n).ok()?;
+            data.truncate(n);
+            out = data;
         }
         Compression::Xz => {
             let mut rest = input;
@@ -350,6 +411,30 @@ mod tests {
         for cut in 0..len {
             assert!(
                 decompress_stream(Compression::Xz, &xz[..cut], 100).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn lz4_legacy_blocks_and_trailing_size() {
+        let mut s = vec![0x02, 0x21, 0x4c, 0x18];
+        for part in [&b"first block "[..], &b"second block"[..]] {
+            let c = lz4_flex::block::compress(part);
+            s.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            s.extend_from_slice(&c);
+        }
+        let end = s.len();
+        // What the kernel build appends to its payload: the size.
+        s.extend_from_slice(&24u32.to_le_bytes());
+        let d = decompress_stream(Compression::Lz4, &s, 100).unwrap();
+        assert_eq!(d.data, b"first block second block");
+        assert_eq!(d.consumed, end);
+        assert_eq!(peek(Compression::Lz4, &s, 5).unwrap(), b"first");
+        assert!(decompress_stream(Compression::Lz4, &s, 10).is_err());
+        for cut in 0..9 {
+            assert!(
+                decompress_stream(Compression::Lz4, &s[..cut], 100).is_err(),
                 "cut {cut}"
             );
         }

@@ -26,7 +26,7 @@ pub enum Format {
     Arm64Image {
         efi_stub: bool,
     },
-    /// arm64 Image inside a gzip/zstd/xz stream (`Image.gz`).
+    /// arm64 Image inside a gzip/zstd/xz/lz4 stream (`Image.gz`).
     Arm64Compressed {
         compression: Compression,
     },

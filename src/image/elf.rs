@@ -47,7 +47,9 @@ const MAX_NOTES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Segment {
     pub offset: u64,
+    #[serde(with = "super::hex")]
     pub vaddr: u64,
+    #[serde(with = "super::hex")]
     pub paddr: u64,
     pub filesz: u64,
     pub memsz: u64,
@@ -99,6 +101,7 @@ pub struct ElfReport {
     pub class: u8,
     pub big_endian: bool,
     pub machine: String,
+    #[serde(with = "super::hex")]
     pub entry: u64,
     pub load_segments: Vec<Segment>,
     pub notes: Vec<Note>,

@@ -285,6 +285,15 @@ fn problem_of(segments: &[Segment]) -> Option<MicrocodeProblem> {
 
 /// The problem with early microcode in this initramfs, if any: the check
 /// the CLI runs when it is handed (or concatenates) initrds.
+///
+/// ```
+/// use kexec::image::{cpio, initramfs};
+///
+/// let ucode = cpio::build_newc(&[("kernel/x86/microcode/GenuineIntel.bin", b"..")]);
+/// let rest = cpio::build_newc(&[("init", b"#!/bin/sh\n")]);
+/// let good = initramfs::parse(&initramfs::concatenate(&[&ucode, &rest])).unwrap();
+/// assert!(initramfs::microcode_problem(&good).is_none());
+/// ```
 pub fn microcode_problem(report: &InitramfsReport) -> Option<MicrocodeProblem> {
     report.microcode_problem.clone()
 }

@@ -11,6 +11,7 @@ pub mod compression;
 pub mod cpio;
 pub mod detect;
 pub mod elf;
+mod hex;
 pub mod initramfs;
 pub mod pe;
 pub mod report;
@@ -93,6 +94,18 @@ fn one_line(s: &str) -> String {
 
 /// Reports what `b` is. Unknown formats are an error that says what the
 /// bytes look like.
+///
+/// ```
+/// use kexec::image::{self, cpio, Image};
+///
+/// let initrd = cpio::build_newc(&[("init", b"#!/bin/sh\n")]);
+/// let report = image::inspect_bytes(&initrd).unwrap();
+/// assert!(matches!(report.image, Image::Initramfs(_)));
+/// assert_eq!(serde_json::to_value(&report).unwrap()["format"], "initramfs");
+///
+/// let err = image::inspect_bytes(b"\x89PNG\r\n\x1a\n....").unwrap_err();
+/// assert_eq!(err.to_string(), "not a kernel image or initramfs: it looks like a PNG image");
+/// ```
 pub fn inspect_bytes(b: &[u8]) -> Result<ImageReport> {
     inspect_at_depth(b, 0)
 }
@@ -142,7 +155,15 @@ fn inspect_at_depth(b: &[u8], depth: u32) -> Result<ImageReport> {
     Ok(ImageReport::new(size, image))
 }
 
+/// Largest file [`inspect_path`] reads into memory.
+pub const MAX_FILE_SIZE: u64 = 4 << 30;
+
 /// Reads and inspects a file; every failure names the file.
+///
+/// ```
+/// let err = kexec::image::inspect_path("/nonexistent/vmlinuz".as_ref()).unwrap_err();
+/// assert_eq!(err.to_string(), "/nonexistent/vmlinuz: no such file; check the path");
+/// ```
 pub fn inspect_path(path: &Path) -> std::result::Result<ImageReport, InspectError> {
     let fail = |kind, reason: String, advice| InspectError {
         path: path.to_path_buf(),
@@ -167,6 +188,21 @@ pub fn inspect_path(path: &Path) -> std::result::Result<ImageReport, InspectErro
             InspectErrorKind::IsADirectory,
             "is a directory, not a kernel image".into(),
             "pass a file inside it, such as /boot/vmlinuz-$(uname -r)",
+        ));
+    }
+    // A device or FIFO could be endless (/dev/zero): only read files.
+    if !meta.is_file() {
+        return Err(fail(
+            InspectErrorKind::Invalid,
+            "is not a regular file (a device, FIFO or socket)".into(),
+            "pass a kernel image or initramfs file",
+        ));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(fail(
+            InspectErrorKind::Invalid,
+            format!("is {} bytes, larger than any kernel or initramfs this tool reads ({MAX_FILE_SIZE} bytes)", meta.len()),
+            "pass a kernel image or initramfs file",
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| {

@@ -62,6 +62,7 @@ pub struct PeInfo {
     pub pe32_plus: bool,
     /// Entry point RVA.
     pub entry: u32,
+    #[serde(with = "super::hex")]
     pub image_base: u64,
     pub size_of_image: u32,
     pub sections: Vec<Section>,

@@ -11,7 +11,7 @@
 //!   `"arm64_compressed"`, `"zboot"`, `"uki"`, `"initramfs"`;
 //!
 //! and the fields of that format, flattened beside them:
-//! - `bzimage`: `header` (the setup header, field names as in the boot
+//! - `bzimage`: `protocol` (e.g. `"2.15"`), `header` (the setup header, field names as in the boot
 //!   protocol, absent fields `null` for older protocols), `kernel_version`,
 //!   `payload` (`offset`, `length`, `compression`, `uncompressed_elf`),
 //!   `kernel_info` (`size`, `size_total`, `setup_type_max`), `efi_stub`
@@ -39,8 +39,11 @@
 //!   `in_first_segment`, `uncompressed`, `loadable_early`),
 //!   `microcode_problem` (`null` or `{kind, file, segment, …}`).
 //!
-//! Numbers are JSON numbers (addresses included); compressions are
-//! lower-case names (`gzip`, `xz`, `zstd`, `lz4`, `lz4_frame`, `lzma`,
+//! 64-bit addresses (`entry`, `vaddr`, `paddr` of ELF files, `pref_address`,
+//! `setup_data`, `image_base`) are hex strings such as
+//! `"0xffffffff81000000"`, because JSON numbers above 2^53 lose precision in
+//! jq and JavaScript; every other number (sizes, offsets, 32-bit fields) is
+//! a JSON number. Compressions are lower-case names (`gzip`, `xz`, `zstd`, `lz4`, `lz4_frame`, `lzma`,
 //! `bzip2`, `lzo`).
 
 use std::fmt;
@@ -122,6 +125,13 @@ impl ImageReport {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// `kexec info --json` output for several files: a JSON array of reports,
+/// in the order the files were given (files that failed are left out; their
+/// errors go to stderr).
+pub fn json_array(reports: &[ImageReport]) -> String {
+    serde_json::to_string_pretty(reports).unwrap_or_default()
 }
 
 /// Writes "key: value" rows with aligned values, indented by `indent`.

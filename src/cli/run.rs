@@ -312,6 +312,13 @@ fn prepare(
         )));
     }
     let kernel = KernelFile::open(&kernel_path).map_err(|e| Failure::usage(e.to_string()))?;
+    let arch = ctx.view.arch();
+    if let Some(built) = kernel.arch.as_deref().filter(|a| *a != arch) {
+        return Err(Failure::usage(format!(
+            "kernel {} is built for {built} but this machine runs {arch}; pass a {arch} kernel",
+            kernel.path.display()
+        )));
+    }
     if inv.flavor.is_some() && !inv.force_given {
         match kernel.version() {
             Some(v) => flavor::check_modules(&ctx.view, &kernel.path, &v)
@@ -960,9 +967,13 @@ mod tests {
 
     #[test]
     fn arm64_has_no_classic_fallback_and_explains_einval() {
-        let mut m = Machine::new(&[("proc/sys/kernel/arch", b"aarch64\n")]);
+        let image = include_bytes!("../../fixtures/arm64-Image.bin");
+        let mut m = Machine::new(&[
+            ("proc/sys/kernel/arch", b"aarch64\n"),
+            ("boot/Image", image),
+        ]);
         m.sys.file_load_errors.push_back(Errno::EINVAL);
-        let k = m.path("boot/vmlinuz-lts");
+        let k = m.path("boot/Image");
         let f = m.run(&["-l", &k]).unwrap_err();
         assert_eq!(f.code, 255);
         let text = f.to_string();
@@ -1074,6 +1085,22 @@ mod tests {
             vec!["-l".into(), k.clone(), "--append".into(), "a\nb".into()],
             vec!["-l".into(), k.clone(), "--append".into(), "x".repeat(3000)],
             vec!["-l".into(), k.clone(), "--dtb".into(), "x.dtb".into()],
+            vec![
+                "-l".into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/arm64-Image.bin").into(),
+            ],
+            vec![
+                "-l".into(),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/fixtures/bzimage-truncated.bin"
+                )
+                .into(),
+            ],
+            vec![
+                "-l".into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/libfixture.so").into(),
+            ],
         ] {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let f = m.run(&args).unwrap_err();
@@ -1081,6 +1108,13 @@ mod tests {
         }
         let f = m.run(&["-l", &missing]).unwrap_err();
         assert!(f.message.contains("boot/nope"), "{f}");
+        let arm = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/arm64-Image.bin");
+        let f = m.run(&["-l", arm]).unwrap_err();
+        assert!(
+            f.message
+                .contains("built for aarch64 but this machine runs x86_64"),
+            "{f}"
+        );
         let f = m
             .run(&["-l", &k, "--append", &"x".repeat(3000)])
             .unwrap_err();

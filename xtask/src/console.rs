@@ -16,17 +16,37 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("timed out after {waited:?} waiting for {pattern:?} ({reason}); serial log: {log}")]
-    Timeout { pattern: String, reason: String, waited: Duration, log: PathBuf },
+    Timeout {
+        pattern: String,
+        reason: String,
+        waited: Duration,
+        log: PathBuf,
+    },
     #[error("the guest console closed (QEMU exited) while waiting for {pattern:?} ({reason}); serial log: {log}")]
-    Closed { pattern: String, reason: String, log: PathBuf },
+    Closed {
+        pattern: String,
+        reason: String,
+        log: PathBuf,
+    },
     #[error("stopped waiting for {pattern:?} ({reason}): {why}; serial log: {log}")]
-    Aborted { pattern: String, reason: String, why: String, log: PathBuf },
+    Aborted {
+        pattern: String,
+        reason: String,
+        why: String,
+        log: PathBuf,
+    },
     #[error("cannot connect to the serial console socket {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write to the guest console: {0}")]
     Write(std::io::Error),
     #[error("cannot create the serial log {path}: {source}")]
-    Log { path: PathBuf, source: std::io::Error },
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -65,10 +85,19 @@ pub fn connect_retry(path: &Path, deadline: Duration) -> std::io::Result<UnixStr
 impl Console {
     /// Connects to QEMU's serial socket and starts logging to `log`.
     pub fn connect(socket: &Path, log: &Path, deadline: Duration) -> Result<Self> {
-        let stream = connect_retry(socket, deadline).map_err(|source| Error::Connect { path: socket.to_path_buf(), source })?;
-        let mut file = std::fs::File::create(log).map_err(|source| Error::Log { path: log.to_path_buf(), source })?;
+        let stream = connect_retry(socket, deadline).map_err(|source| Error::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        let mut file = std::fs::File::create(log).map_err(|source| Error::Log {
+            path: log.to_path_buf(),
+            source,
+        })?;
         let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::default();
-        let mut reader = stream.try_clone().map_err(|source| Error::Connect { path: socket.to_path_buf(), source })?;
+        let mut reader = stream.try_clone().map_err(|source| Error::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
         let sh = shared.clone();
         std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
@@ -90,7 +119,14 @@ impl Console {
                 cv.notify_all();
             }
         });
-        Ok(Console { stream, shared, cursor: 0, log: log.to_path_buf(), abort: None, seq: 0 })
+        Ok(Console {
+            stream,
+            shared,
+            cursor: 0,
+            log: log.to_path_buf(),
+            abort: None,
+            seq: 0,
+        })
     }
 
     pub fn log_path(&self) -> &Path {
@@ -116,11 +152,17 @@ impl Console {
     /// Waits until `pattern` appears after the cursor; returns the text from the cursor to the
     /// end of the match and moves the cursor past it.
     pub fn expect(&mut self, pattern: &str, deadline: Duration, reason: &str) -> Result<String> {
-        self.expect_any(&[pattern], deadline, reason).map(|(_, t)| t)
+        self.expect_any(&[pattern], deadline, reason)
+            .map(|(_, t)| t)
     }
 
     /// Waits for the first of `patterns`; returns its index and the text up to its end.
-    pub fn expect_any(&mut self, patterns: &[&str], deadline: Duration, reason: &str) -> Result<(usize, String)> {
+    pub fn expect_any(
+        &mut self,
+        patterns: &[&str],
+        deadline: Duration,
+        reason: &str,
+    ) -> Result<(usize, String)> {
         let start = Instant::now();
         let (lock, cv) = &*self.shared;
         let name = patterns.join("\" or \"");
@@ -139,24 +181,44 @@ impl Console {
                 return Ok((i, text));
             }
             if s.closed {
-                return Err(Error::Closed { pattern: name, reason: reason.into(), log: self.log.clone() });
+                return Err(Error::Closed {
+                    pattern: name,
+                    reason: reason.into(),
+                    log: self.log.clone(),
+                });
             }
             let waited = start.elapsed();
             if waited >= deadline {
-                return Err(Error::Timeout { pattern: name, reason: reason.into(), waited, log: self.log.clone() });
+                return Err(Error::Timeout {
+                    pattern: name,
+                    reason: reason.into(),
+                    waited,
+                    log: self.log.clone(),
+                });
             }
             let step = (deadline - waited).min(Duration::from_millis(100));
-            s = cv.wait_timeout(s, step).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0);
+            s = cv
+                .wait_timeout(s, step)
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
             drop(s);
             if let Some(why) = self.abort.as_ref().and_then(|c| c()) {
-                return Err(Error::Aborted { pattern: name, reason: reason.into(), why, log: self.log.clone() });
+                return Err(Error::Aborted {
+                    pattern: name,
+                    reason: reason.into(),
+                    why,
+                    log: self.log.clone(),
+                });
             }
         }
     }
 
     /// Sends one line to the guest's console.
     pub fn send(&mut self, line: &str) -> Result<()> {
-        self.stream.write_all(line.as_bytes()).and_then(|()| self.stream.write_all(b"\n")).map_err(Error::Write)
+        self.stream
+            .write_all(line.as_bytes())
+            .and_then(|()| self.stream.write_all(b"\n"))
+            .map_err(Error::Write)
     }
 
     /// Runs a shell command in the guest and returns its output and exit status.
@@ -167,7 +229,9 @@ impl Console {
         self.seq += 1;
         let tag = format!("@@R{}", self.seq);
         let begin = format!("{tag}-BEGIN");
-        self.send(&format!("echo \"{tag}\"\"-BEGIN\"; {cmd}; echo \"{tag}\"\"=$?@@\""))?;
+        self.send(&format!(
+            "echo \"{tag}\"\"-BEGIN\"; {cmd}; echo \"{tag}\"\"=$?@@\""
+        ))?;
         let reason = format!("output of `{cmd}`");
         self.expect(&begin, deadline, &reason)?;
         let text = self.expect(&format!("{tag}="), deadline, &reason)?;

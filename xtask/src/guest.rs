@@ -73,7 +73,10 @@ pub struct Guest {
 impl Guest {
     /// The command line for a boot with `marker`, as the test also passes it to a kexec load.
     pub fn cmdline_with(&self, marker: &str) -> String {
-        let mut c = format!("console=ttyS0 panic=1 kexecrs.profile={} kexecrs.marker={marker}", self.profile);
+        let mut c = format!(
+            "console=ttyS0 panic=1 kexecrs.profile={} kexecrs.marker={marker}",
+            self.profile
+        );
         for e in &self.extra_cmdline {
             c.push(' ');
             c.push_str(e);
@@ -98,29 +101,50 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn cargo_static(package: &str) -> std::result::Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = duct::cmd!(cargo, "build", "--release", "--quiet", "--target", TARGET, "-p", package)
-        .dir(crate::workspace_root())
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let out = duct::cmd!(
+        cargo,
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        TARGET,
+        "-p",
+        package
+    )
+    .dir(crate::workspace_root())
+    .env(
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+        "-C target-feature=+crt-static",
+    )
+    .stderr_to_stdout()
+    .stdout_capture()
+    .unchecked()
+    .run()
+    .map_err(|e| format!("cannot run cargo: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         let text = String::from_utf8_lossy(&out.stdout);
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        Err(format!("`cargo build --release --target {TARGET} -p {package}` (static) failed:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+        Err(format!(
+            "`cargo build --release --target {TARGET} -p {package}` (static) failed:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
     }
 }
 
 /// Builds the guest's static binaries (no-ops when up to date).
 pub fn build_binaries() -> Result<Binaries> {
-    let dir = crate::workspace_root().join("target").join(TARGET).join("release");
+    let dir = crate::workspace_root()
+        .join("target")
+        .join(TARGET)
+        .join("release");
     cargo_static("enosys-kexec-file").map_err(anyhow::Error::msg)?;
     let ours = cargo_static("kexec").map(|()| dir.join("kexec"));
-    Ok(Binaries { ours, enosys_helper: dir.join("enosys-kexec-file") })
+    Ok(Binaries {
+        ours,
+        enosys_helper: dir.join("enosys-kexec-file"),
+    })
 }
 
 /// Userland roles from the manifest.
@@ -143,9 +167,17 @@ impl Userland {
         };
         Ok(Userland {
             busybox: find("busybox")?.path.clone(),
-            openrc: vec![find("openrc")?.root.clone(), find("libeinfo")?.root.clone(), find("librc")?.root.clone()],
+            openrc: vec![
+                find("openrc")?.root.clone(),
+                find("libeinfo")?.root.clone(),
+                find("librc")?.root.clone(),
+            ],
             kexec_tools: find("kexec-tools")?.path.clone(),
-            libs: entries.iter().filter(|e| e.role.starts_with("lib:") && e.arch == "x86_64").map(|e| e.root.clone()).collect(),
+            libs: entries
+                .iter()
+                .filter(|e| e.role.starts_with("lib:") && e.arch == "x86_64")
+                .map(|e| e.root.clone())
+                .collect(),
         })
     }
 }
@@ -154,7 +186,12 @@ impl Userland {
 fn shared_libs(binary: &Path, lib_roots: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
     let mut dirs = Vec::new();
     for r in lib_roots {
-        for sub in ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"] {
+        for sub in [
+            "lib/x86_64-linux-gnu",
+            "usr/lib/x86_64-linux-gnu",
+            "lib",
+            "usr/lib",
+        ] {
             let d = r.join(sub);
             if d.is_dir() {
                 dirs.push(d.display().to_string());
@@ -187,7 +224,11 @@ fn shared_libs(binary: &Path, lib_roots: &[PathBuf]) -> Result<Vec<(String, Path
         // A library from an extracted package goes where the package would install it.
         let guest = lib_roots
             .iter()
-            .find_map(|r| host.strip_prefix(r).ok().map(|rel| format!("/{}", rel.display())))
+            .find_map(|r| {
+                host.strip_prefix(r)
+                    .ok()
+                    .map(|rel| format!("/{}", rel.display()))
+            })
             .unwrap_or_else(|| path.to_string());
         libs.push((guest, host.canonicalize().unwrap_or(host)));
     }
@@ -204,7 +245,12 @@ fn module_depends(ko: &[u8]) -> Vec<String> {
             let end = rest.iter().position(|&b| b == 0)?;
             Some(String::from_utf8_lossy(&rest[..end]).into_owned())
         })
-        .map(|s| s.split(',').filter(|m| !m.is_empty()).map(|m| m.replace('-', "_")).collect())
+        .map(|s| {
+            s.split(',')
+                .filter(|m| !m.is_empty())
+                .map(|m| m.replace('-', "_"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -213,26 +259,39 @@ pub fn resolve_modules(modules_dir: &Path, roots: &[&str]) -> Result<Vec<String>
     let mut by_name = BTreeMap::new();
     let mut stack = vec![modules_dir.join("kernel")];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
+            } else if let Some(n) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ko"))
+            {
                 by_name.insert(n.replace('-', "_"), p);
             }
         }
     }
     let mut order = Vec::new();
     let mut seen = BTreeSet::new();
-    fn visit(n: &str, by: &BTreeMap<String, PathBuf>, base: &Path, seen: &mut BTreeSet<String>, order: &mut Vec<String>) -> Result<()> {
+    fn visit(
+        n: &str,
+        by: &BTreeMap<String, PathBuf>,
+        base: &Path,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+    ) -> Result<()> {
         if !seen.insert(n.to_string()) {
             return Ok(());
         }
         let Some(p) = by.get(n) else {
             return Ok(()); // built into the kernel
         };
-        let bytes = std::fs::read(p).with_context(|| format!("cannot read module {}", p.display()))?;
+        let bytes =
+            std::fs::read(p).with_context(|| format!("cannot read module {}", p.display()))?;
         for d in module_depends(&bytes) {
             visit(&d, by, base, seen, order)?;
         }
@@ -256,9 +315,16 @@ pub struct Built {
 }
 
 /// Builds the userland layer for `kernel` into `out_dir`.
-pub fn build_initramfs(kernel: &KernelEntry, user: &Userland, bins: &Binaries, out_dir: &Path) -> Result<Built> {
+pub fn build_initramfs(
+    kernel: &KernelEntry,
+    user: &Userland,
+    bins: &Binaries,
+    out_dir: &Path,
+) -> Result<Built> {
     let mut a = Archive::new();
-    for d in ["proc", "sys", "dev", "run", "tmp", "mnt", "root", "boot", "var/log", "etc/vm"] {
+    for d in [
+        "proc", "sys", "dev", "run", "tmp", "mnt", "root", "boot", "var/log", "etc/vm",
+    ] {
         a.dir(d, 0o755)?;
     }
     a.char_dev("dev/console", 0o600, 5, 1)?;
@@ -278,7 +344,16 @@ pub fn build_initramfs(kernel: &KernelEntry, user: &Userland, bins: &Binaries, o
 
     // OpenRC and its libraries (package trees; docs left out).
     for root in &user.openrc {
-        for top in ["bin", "sbin", "lib", "etc", "usr/bin", "usr/sbin", "usr/lib", "usr/libexec"] {
+        for top in [
+            "bin",
+            "sbin",
+            "lib",
+            "etc",
+            "usr/bin",
+            "usr/sbin",
+            "usr/lib",
+            "usr/libexec",
+        ] {
             let p = root.join(top);
             if p.is_dir() {
                 a.tree_from(top, &p)?;
@@ -287,7 +362,12 @@ pub fn build_initramfs(kernel: &KernelEntry, user: &Userland, bins: &Binaries, o
     }
     let openrc_bin = user.openrc[0].join("sbin/openrc");
     let mut libs = shared_libs(&openrc_bin, &user.openrc)?;
-    for extra in ["bin/rc-status", "sbin/rc-service", "sbin/start-stop-daemon", "sbin/openrc-run"] {
+    for extra in [
+        "bin/rc-status",
+        "sbin/rc-service",
+        "sbin/start-stop-daemon",
+        "sbin/openrc-run",
+    ] {
         let p = user.openrc[0].join(extra);
         if p.is_file() {
             libs.extend(shared_libs(&p, &user.openrc)?);
@@ -295,7 +375,11 @@ pub fn build_initramfs(kernel: &KernelEntry, user: &Userland, bins: &Binaries, o
     }
 
     // kexec-tools, the reference implementation, with its libraries.
-    a.file_from(paths::KEXEC_TOOLS.trim_start_matches('/'), &user.kexec_tools, 0o755)?;
+    a.file_from(
+        paths::KEXEC_TOOLS.trim_start_matches('/'),
+        &user.kexec_tools,
+        0o755,
+    )?;
     libs.extend(shared_libs(&user.kexec_tools, &user.libs)?);
     for (guest, host) in libs {
         a.file_from(&guest, &host, 0o755)?;
@@ -311,7 +395,11 @@ pub fn build_initramfs(kernel: &KernelEntry, user: &Userland, bins: &Binaries, o
     if let Some(mdir) = kernel.modules_dir() {
         let mods = resolve_modules(&mdir, &["virtio_pci", "virtio_blk"])?;
         for m in &mods {
-            a.file_from(&format!("lib/modules/{}/{m}", kernel.version), &mdir.join(m), 0o644)?;
+            a.file_from(
+                &format!("lib/modules/{}/{m}", kernel.version),
+                &mdir.join(m),
+                0o644,
+            )?;
         }
         a.file("etc/vm/modules", mods.join("\n") + "\n", 0o644)?;
     }
@@ -320,24 +408,38 @@ pub fn build_initramfs(kernel: &KernelEntry, user: &Userland, bins: &Binaries, o
     let rootfs = crate::workspace_root().join("vm/rootfs");
     a.tree_from("", &rootfs)?;
 
-    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let userland = out_dir.join("userland.cpio");
     a.write_file(&userland)?;
 
     let mut extra = Archive::new();
-    extra.file(paths::EXTRA_MARKER_FILE.trim_start_matches('/'), "loaded as a second initrd\n", 0o644)?;
+    extra.file(
+        paths::EXTRA_MARKER_FILE.trim_start_matches('/'),
+        "loaded as a second initrd\n",
+        0o644,
+    )?;
     let extra_path = out_dir.join("extra.cpio");
     extra.write_file(&extra_path)?;
 
     let mut boot = Archive::new();
     boot.file_from(paths::KERNEL.trim_start_matches('/'), &kernel.kernel, 0o644)?;
     boot.file_from(paths::INITRAMFS.trim_start_matches('/'), &userland, 0o644)?;
-    boot.file_from(paths::EXTRA_INITRD.trim_start_matches('/'), &extra_path, 0o644)?;
+    boot.file_from(
+        paths::EXTRA_INITRD.trim_start_matches('/'),
+        &extra_path,
+        0o644,
+    )?;
     let mut bytes = std::fs::read(&userland)?;
     boot.write_to(&mut bytes)?;
     let initrd = out_dir.join("initrd.cpio");
-    std::fs::write(&initrd, &bytes).with_context(|| format!("cannot write {}", initrd.display()))?;
-    Ok(Built { initrd, userland, size: bytes.len() as u64 })
+    std::fs::write(&initrd, &bytes)
+        .with_context(|| format!("cannot write {}", initrd.display()))?;
+    Ok(Built {
+        initrd,
+        userland,
+        size: bytes.len() as u64,
+    })
 }
 
 #[cfg(test)]
@@ -363,6 +465,9 @@ mod tests {
             memory_mb: 1024,
             disk: None,
         };
-        assert_eq!(g.cmdline(), "console=ttyS0 panic=1 kexecrs.profile=alpine-like kexecrs.marker=m1 crashkernel=256M");
+        assert_eq!(
+            g.cmdline(),
+            "console=ttyS0 panic=1 kexecrs.profile=alpine-like kexecrs.marker=m1 crashkernel=256M"
+        );
     }
 }

@@ -59,7 +59,12 @@ pub struct BootOpts {
 
 impl Default for BootOpts {
     fn default() -> Self {
-        BootOpts { profile: Profile::Debian, extra_cmdline: Vec::new(), memory_mb: 1024, disk_mb: None }
+        BootOpts {
+            profile: Profile::Debian,
+            extra_cmdline: Vec::new(),
+            memory_mb: 1024,
+            disk_mb: None,
+        }
     }
 }
 
@@ -77,12 +82,16 @@ pub struct Run {
 /// The kernel scenarios run on: `KEXEC_RS_VM_KERNEL` (a `name` in kernels.json), else the
 /// Debian 6.1 cloud kernel.
 pub fn kernel() -> Result<KernelEntry> {
-    let want = std::env::var("KEXEC_RS_VM_KERNEL").unwrap_or_else(|_| "debian-6.1-cloud-amd64".into());
+    let want =
+        std::env::var("KEXEC_RS_VM_KERNEL").unwrap_or_else(|_| "debian-6.1-cloud-amd64".into());
     let root = crate::cache::default_root();
     let ks = crate::fetch::read_kernels(&root)?;
-    ks.into_iter()
-        .find(|k| k.name == want)
-        .with_context(|| format!("kernel {want} is not in {}/kernels.json; run `cargo xtask fetch`", root.display()))
+    ks.into_iter().find(|k| k.name == want).with_context(|| {
+        format!(
+            "kernel {want} is not in {}/kernels.json; run `cargo xtask fetch`",
+            root.display()
+        )
+    })
 }
 
 impl Run {
@@ -92,7 +101,9 @@ impl Run {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let k = kernel()?;
-        let user = guest::Userland::from_manifest(&crate::fetch::read_userland(&crate::cache::default_root())?)?;
+        let user = guest::Userland::from_manifest(&crate::fetch::read_userland(
+            &crate::cache::default_root(),
+        )?)?;
         let bins = guest::build_binaries()?;
         let built = guest::build_initramfs(&k, &user, &bins, &dir)?;
         let disk = match opts.disk_mb {
@@ -100,7 +111,10 @@ impl Run {
                 let p = dir.join("disk.img");
                 let f = std::fs::File::create(&p)?;
                 f.set_len(mb << 20)?;
-                duct::cmd!("mkfs.ext4", "-q", "-F", &p).stdout_null().run().context("mkfs.ext4 failed (install e2fsprogs)")?;
+                duct::cmd!("mkfs.ext4", "-q", "-F", &p)
+                    .stdout_null()
+                    .run()
+                    .context("mkfs.ext4 failed (install e2fsprogs)")?;
                 Some(p)
             }
             None => None,
@@ -117,10 +131,22 @@ impl Run {
         let accel = crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel));
         let started = Instant::now();
         let vm = Vm::start(&guest, accel, &dir)?;
-        let mut run = Run { name: name.to_string(), dir, guest, vm, started, ours_missing: bins.ours.err(), boots: 0 };
+        let mut run = Run {
+            name: name.to_string(),
+            dir,
+            guest,
+            vm,
+            started,
+            ours_missing: bins.ours.err(),
+            boots: 0,
+        };
         let marker = run.guest.marker.clone();
         run.expect_ready(&marker, BOOT_DEADLINE, "first boot of the guest")?;
-        eprintln!("[{name}] booted ({}) in {:.1} s", run.guest.profile, started.elapsed().as_secs_f64());
+        eprintln!(
+            "[{name}] booted ({}) in {:.1} s",
+            run.guest.profile,
+            started.elapsed().as_secs_f64()
+        );
         Ok(run)
     }
 
@@ -167,10 +193,18 @@ impl Run {
     pub fn exec_and_expect_kexec(&mut self, cmd: &str, marker: &str) -> Result<Duration> {
         let t = Instant::now();
         self.vm.console.send(cmd)?;
-        self.expect_ready(marker, KEXEC_DEADLINE, &format!("the kexec'd kernel announcing itself after `{cmd}`"))?;
+        self.expect_ready(
+            marker,
+            KEXEC_DEADLINE,
+            &format!("the kexec'd kernel announcing itself after `{cmd}`"),
+        )?;
         let took = t.elapsed();
         self.assert_no_firmware_reboot()?;
-        eprintln!("[{}] `{cmd}` -> new kernel ready in {:.1} s", self.name, took.as_secs_f64());
+        eprintln!(
+            "[{}] `{cmd}` -> new kernel ready in {:.1} s",
+            self.name,
+            took.as_secs_f64()
+        );
         Ok(took)
     }
 
@@ -210,7 +244,10 @@ where
         Ok(r) => r,
         Err(e) => {
             let dir = crate::workspace_root().join("target/vm-tests").join(name);
-            eprintln!("[{name}] FAILED before the guest was ready: {e:#}\nrun directory kept: {}", dir.display());
+            eprintln!(
+                "[{name}] FAILED before the guest was ready: {e:#}\nrun directory kept: {}",
+                dir.display()
+            );
             return Err(e);
         }
     };
@@ -218,7 +255,10 @@ where
     run.vm.stop();
     match result {
         Ok(()) => {
-            eprintln!("[{name}] passed in {:.1} s", run.started.elapsed().as_secs_f64());
+            eprintln!(
+                "[{name}] passed in {:.1} s",
+                run.started.elapsed().as_secs_f64()
+            );
             if std::env::var_os("KEXEC_RS_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(&run.dir);
             }
@@ -226,7 +266,10 @@ where
         }
         Err(e) => {
             eprintln!("[{name}] FAILED: {e:#}\n{}", run.vm.artifacts());
-            Err(e.context(format!("scenario {name} failed; {}", run.vm.artifacts().replace('\n', "; "))))
+            Err(e.context(format!(
+                "scenario {name} failed; {}",
+                run.vm.artifacts().replace('\n', "; ")
+            )))
         }
     }
 }

@@ -36,16 +36,30 @@ pub fn ensure(install: bool) -> Result<()> {
     }
     let mut pkgs: Vec<&str> = miss.iter().map(|(_, p)| *p).collect();
     pkgs.dedup();
-    let list = miss.iter().map(|(p, k)| format!("{p} (package {k})")).collect::<Vec<_>>().join(", ");
+    let list = miss
+        .iter()
+        .map(|(p, k)| format!("{p} (package {k})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if !install {
         bail!("missing host tools: {list}; install them with `apt-get install -y {}` or run `cargo xtask tools --install`", pkgs.join(" "));
     }
     eprintln!("tools: installing {}", pkgs.join(" "));
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(pkgs.iter().copied());
-    if duct::cmd("apt-get", &args).stdout_to_stderr().run().is_err() {
-        duct::cmd!("apt-get", "update").stdout_to_stderr().run().context("`apt-get update` failed")?;
-        duct::cmd("apt-get", &args).stdout_to_stderr().run().with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
+    if duct::cmd("apt-get", &args)
+        .stdout_to_stderr()
+        .run()
+        .is_err()
+    {
+        duct::cmd!("apt-get", "update")
+            .stdout_to_stderr()
+            .run()
+            .context("`apt-get update` failed")?;
+        duct::cmd("apt-get", &args)
+            .stdout_to_stderr()
+            .run()
+            .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
     }
     let still = missing();
     if !still.is_empty() {

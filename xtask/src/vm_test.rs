@@ -32,8 +32,12 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
     let t0 = Instant::now();
     crate::tools::ensure(true)?;
     let cache = crate::cache::Cache::open(crate::cache::default_root())?;
-    let have = crate::fetch::read_kernels(cache.root()).ok().is_some_and(|k| k.iter().any(|k| k.name == "debian-6.1-cloud-amd64"))
-        && crate::fetch::read_userland(cache.root()).ok().is_some_and(|u| u.iter().any(|u| u.role == "kexec-tools"));
+    let have = crate::fetch::read_kernels(cache.root())
+        .ok()
+        .is_some_and(|k| k.iter().any(|k| k.name == "debian-6.1-cloud-amd64"))
+        && crate::fetch::read_userland(cache.root())
+            .ok()
+            .is_some_and(|u| u.iter().any(|u| u.role == "kexec-tools"));
     if !have {
         if args.no_fetch {
             bail!("the cache at {} lacks the Debian kernels or userland; run `cargo xtask fetch --source debian`", cache.root().display());
@@ -53,17 +57,38 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
     }
     let bins = crate::guest::build_binaries()?;
     if let Err(why) = &bins.ours {
-        eprintln!("vm-test: WARNING: {why}\nvm-test: scenarios that use the project's kexec will fail.");
+        eprintln!(
+            "vm-test: WARNING: {why}\nvm-test: scenarios that use the project's kexec will fail."
+        );
     }
     let kernel = crate::scenario::kernel()?;
     let accel = crate::qemu::resolve_accel(args.accel, Some(&kernel.kernel));
     let accel_name = if accel == Accel::Kvm { "kvm" } else { "tcg" };
-    let threads = args.test_threads.unwrap_or_else(|| (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) / 2).max(1));
-    eprintln!("vm-test: accelerator {accel_name}, {threads} scenario(s) at a time, prepared in {:.1} s", t0.elapsed().as_secs_f64());
-    let mut nextest: Vec<String> = ["nextest", "run", "-p", "xtask", "--test", "vm", "--run-ignored", "only", "--no-fail-fast"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let threads = args.test_threads.unwrap_or_else(|| {
+        (std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            / 2)
+        .max(1)
+    });
+    eprintln!(
+        "vm-test: accelerator {accel_name}, {threads} scenario(s) at a time, prepared in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let mut nextest: Vec<String> = [
+        "nextest",
+        "run",
+        "-p",
+        "xtask",
+        "--test",
+        "vm",
+        "--run-ignored",
+        "only",
+        "--no-fail-fast",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     nextest.push(format!("--test-threads={threads}"));
     nextest.extend(args.filter.iter().cloned());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

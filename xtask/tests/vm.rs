@@ -7,7 +7,10 @@ use xtask::guest::{paths, Profile};
 use xtask::scenario::{scenario, BootOpts, Impl, Run};
 
 fn opts(profile: Profile) -> BootOpts {
-    BootOpts { profile, ..BootOpts::default() }
+    BootOpts {
+        profile,
+        ..BootOpts::default()
+    }
 }
 
 /// `kexec -l KERNEL --initrd INITRD --append "… marker"` then `kexec -e`: the new kernel comes
@@ -17,11 +20,18 @@ fn load_exec(name: &str, imp: Impl, profile: Profile) -> Result<()> {
         run.require(imp)?;
         let marker = format!("{name}-boot2");
         let cmdline = run.cmdline_for(&marker);
-        run.ok(&format!("{} -l {} --initrd {} --append \"{cmdline}\"", imp.path(), paths::KERNEL, paths::INITRAMFS))?;
+        run.ok(&format!(
+            "{} -l {} --initrd {} --append \"{cmdline}\"",
+            imp.path(),
+            paths::KERNEL,
+            paths::INITRAMFS
+        ))?;
         run.exec_and_expect_kexec(&format!("{} -e", imp.path()), &marker)?;
         let now = run.ok("cat /proc/cmdline")?;
         if !now.contains(&format!("kexecrs.marker={marker}")) {
-            bail!("after the kexec, /proc/cmdline is {now:?}, not the command line that was loaded");
+            bail!(
+                "after the kexec, /proc/cmdline is {now:?}, not the command line that was loaded"
+            );
         }
         Ok(())
     })

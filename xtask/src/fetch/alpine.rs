@@ -11,7 +11,10 @@ pub fn default_mirror() -> String {
 }
 
 pub fn probe(mirror: &str, timeout: Duration) -> Result<()> {
-    let url = format!("{}/latest-stable/releases/x86_64/latest-releases.yaml", mirror.trim_end_matches('/'));
+    let url = format!(
+        "{}/latest-stable/releases/x86_64/latest-releases.yaml",
+        mirror.trim_end_matches('/')
+    );
     super::http::get_bytes(&url, timeout).map(drop)
 }
 

@@ -13,7 +13,10 @@ use crate::cache::Cache;
 
 fn store(cache: &Cache, what: &str, p: &Path) -> Result<std::path::PathBuf> {
     if !p.is_file() {
-        bail!("{}: {what} does not exist or is not a file; pass an existing path", p.display());
+        bail!(
+            "{}: {what} does not exist or is not a file; pass an existing path",
+            p.display()
+        );
     }
     let tmp = cache.tempdir()?;
     let copy = tmp.path().join("f");
@@ -35,7 +38,10 @@ fn bzimage_version(image: &[u8]) -> Option<String> {
 }
 
 pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
-    let kernel = args.kernel.as_deref().context("--source local needs --kernel PATH (and usually --initrd PATH)")?;
+    let kernel = args
+        .kernel
+        .as_deref()
+        .context("--source local needs --kernel PATH (and usually --initrd PATH)")?;
     let stored = store(cache, "the kernel", kernel)?;
     let bytes = std::fs::read(&stored)?;
     let version = bzimage_version(&bytes).unwrap_or_else(|| "unknown".into());
@@ -63,6 +69,9 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
             path: p,
         });
     }
-    eprintln!("fetch: registered local kernel {} as `local`", kernel.display());
+    eprintln!(
+        "fetch: registered local kernel {} as `local`",
+        kernel.display()
+    );
     Ok(out)
 }

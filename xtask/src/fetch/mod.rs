@@ -149,7 +149,11 @@ fn merge_manifests(cache: &Cache, f: &Fetched) -> Result<()> {
     kernels.sort_by(|a, b| a.name.cmp(&b.name));
     cache.write_manifest("kernels.json", &kernels)?;
     let mut user = read_userland(cache.root()).unwrap_or_default();
-    user.retain(|u| !f.userland.iter().any(|n| n.role == u.role && n.source == u.source && n.arch == u.arch));
+    user.retain(|u| {
+        !f.userland
+            .iter()
+            .any(|n| n.role == u.role && n.source == u.source && n.arch == u.arch)
+    });
     user.extend(f.userland.iter().cloned());
     user.sort_by(|a, b| (&a.source, &a.role).cmp(&(&b.source, &b.role)));
     cache.write_manifest("userland.json", &user)?;
@@ -159,13 +163,25 @@ fn merge_manifests(cache: &Cache, f: &Fetched) -> Result<()> {
 /// Reads `<root>/kernels.json`.
 pub fn read_kernels(root: &Path) -> Result<Vec<KernelEntry>> {
     let p = root.join("kernels.json");
-    let b = std::fs::read(&p).with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
-    serde_json::from_slice(&b).with_context(|| format!("{} is not a valid kernels manifest; re-run `cargo xtask fetch`", p.display()))
+    let b = std::fs::read(&p)
+        .with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
+    serde_json::from_slice(&b).with_context(|| {
+        format!(
+            "{} is not a valid kernels manifest; re-run `cargo xtask fetch`",
+            p.display()
+        )
+    })
 }
 
 /// Reads `<root>/userland.json`.
 pub fn read_userland(root: &Path) -> Result<Vec<UserlandEntry>> {
     let p = root.join("userland.json");
-    let b = std::fs::read(&p).with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
-    serde_json::from_slice(&b).with_context(|| format!("{} is not a valid userland manifest; re-run `cargo xtask fetch`", p.display()))
+    let b = std::fs::read(&p)
+        .with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
+    serde_json::from_slice(&b).with_context(|| {
+        format!(
+            "{} is not a valid userland manifest; re-run `cargo xtask fetch`",
+            p.display()
+        )
+    })
 }

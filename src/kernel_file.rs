@@ -178,16 +178,10 @@ impl KernelFile {
         // one-line error naming it instead of an errno from the kernel.
         let arch = match image::detect(&kernel) {
             Format::Bzimage { .. } => {
-                let z =
-                    crate::image::bzimage::BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
-                Some(
-                    if z.header.xloadflag(XLF_KERNEL_64) {
-                        "x86_64"
-                    } else {
-                        "i386"
-                    }
-                    .to_string(),
-                )
+                crate::image::bzimage::BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
+                // A bzImage boots on any x86 machine (old ones have no
+                // xloadflags to tell 32 from 64 bits).
+                Some("x86".to_string())
             }
             Format::Vmlinux => Some(
                 crate::image::elf::parse(&kernel)
@@ -257,6 +251,21 @@ impl KernelFile {
             initrd_len: None,
             cmdline_len: 0,
         }
+    }
+
+    /// Whether a kernel built for `self.arch` can run on a machine whose
+    /// `uname -m` is `machine` (unknown counts as yes: the kernel decides).
+    pub fn runs_on(&self, machine: &str) -> bool {
+        fn family(a: &str) -> &str {
+            match a {
+                "x86" | "x86_64" | "i386" | "i486" | "i586" | "i686" => "x86",
+                "aarch64" | "arm64" => "arm64",
+                other => other,
+            }
+        }
+        self.arch
+            .as_deref()
+            .map_or(true, |a| family(a) == family(machine))
     }
 
     /// The command-line capacity this kernel declares, when it is a bzImage.
@@ -345,12 +354,11 @@ mod tests {
         assert_eq!(k.arch.as_deref(), Some("aarch64"));
         let k = KernelFile::open(&fixture("vmlinux-x86_64.elf")).unwrap();
         assert_eq!(k.arch.as_deref(), Some("x86_64"));
+        assert!(k.runs_on("x86_64") && !k.runs_on("aarch64"));
         let p = dir.path().join("vmlinuz");
         std::fs::write(&p, tiny_bzimage("6.6.0")).unwrap();
-        assert_eq!(
-            KernelFile::open(&p).unwrap().arch.as_deref(),
-            Some("x86_64")
-        );
+        let k = KernelFile::open(&p).unwrap();
+        assert!(k.runs_on("x86_64") && k.runs_on("i686") && !k.runs_on("aarch64"));
     }
 
     #[test]

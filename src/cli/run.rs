@@ -313,7 +313,7 @@ fn prepare(
     }
     let kernel = KernelFile::open(&kernel_path).map_err(|e| Failure::usage(e.to_string()))?;
     let arch = ctx.view.arch();
-    if let Some(built) = kernel.arch.as_deref().filter(|a| *a != arch) {
+    if let Some(built) = kernel.arch.as_deref().filter(|_| !kernel.runs_on(&arch)) {
         return Err(Failure::usage(format!(
             "kernel {} is built for {built} but this machine runs {arch}; pass a {arch} kernel",
             kernel.path.display()

@@ -133,9 +133,9 @@ impl Console {
         &self.log
     }
 
-    /// Installs a check that aborts every wait when it returns a reason.
-    pub fn set_abort(&mut self, check: AbortCheck) {
-        self.abort = Some(check);
+    /// Installs (or with `None` removes) a check that aborts every wait when it returns a reason.
+    pub fn set_abort(&mut self, check: Option<AbortCheck>) {
+        self.abort = check;
     }
 
     /// Everything the guest printed so far.

@@ -10,6 +10,7 @@ pub mod console;
 pub mod cpio;
 pub mod fetch;
 pub mod fixtures;
+pub mod fuzz;
 pub mod guest;
 pub mod qemu;
 pub mod qmp;

@@ -27,6 +27,8 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build and run every fuzz target in fuzz/ for N seconds each; fail on any crash.
+    Fuzz(xtask::fuzz::Args),
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
             xtask::tools::ensure(install).map(|_| eprintln!("tools: all present"))
         }
         Task::Fixtures { check } => xtask::fixtures::run(check),
+        Task::Fuzz(args) => xtask::fuzz::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -202,7 +202,7 @@ impl Vm {
                     return Err(e.into());
                 }
             };
-        console.set_abort(qmp.reset_check());
+        console.set_abort(Some(qmp.reset_check()));
         qmp.cont()?;
         Ok(Vm {
             console,

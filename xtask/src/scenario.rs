@@ -76,6 +76,8 @@ pub struct Run {
     pub vm: Vm,
     pub started: Instant,
     pub ours_missing: Option<String>,
+    /// Deadline for the next kernel to announce itself after an exec.
+    pub kexec_deadline: Duration,
     boots: u32,
 }
 
@@ -138,6 +140,7 @@ impl Run {
             vm,
             started,
             ours_missing: bins.ours.err(),
+            kexec_deadline: KEXEC_DEADLINE,
             boots: 0,
         };
         let marker = run.guest.marker.clone();
@@ -172,9 +175,44 @@ impl Run {
         Ok(out)
     }
 
-    /// The command line a kexec should pass for a boot announcing `marker`.
+    /// The command line a kexec should pass for a boot announcing `marker` (the guest's
+    /// profile, without boot-only extras such as `crashkernel=`).
     pub fn cmdline_for(&self, marker: &str) -> String {
-        self.guest.cmdline_with(marker)
+        let mut g = self.guest.clone();
+        g.extra_cmdline.clear();
+        g.cmdline_with(marker)
+    }
+
+    /// Reads a one-line value from the guest (e.g. a sysfs flag).
+    pub fn read(&mut self, path: &str) -> Result<String> {
+        Ok(self.ok(&format!("cat {path}"))?.trim().to_string())
+    }
+
+    /// Runs `kexec ARGS` (a load) with `imp`, and checks it really loaded: exit status 0 and the
+    /// kernel's own flag (`/sys/kernel/kexec_loaded`, or `kexec_crash_loaded` for `-p`) set.
+    pub fn load(&mut self, imp: Impl, args: &str) -> Result<()> {
+        self.require(imp)?;
+        let cmd = format!("{} {args}", imp.path());
+        let (out, code) = self.sh(&cmd)?;
+        if code != 0 {
+            bail!(
+                "{} failed to load: `{cmd}` exited with {code}:\n{out}",
+                imp.name()
+            );
+        }
+        let flag = if args
+            .split_whitespace()
+            .any(|a| a == "-p" || a == "--load-panic")
+        {
+            "/sys/kernel/kexec_crash_loaded"
+        } else {
+            "/sys/kernel/kexec_loaded"
+        };
+        let v = self.read(flag)?;
+        if v != "1" {
+            bail!("`{cmd}` exited 0, but {flag} is {v:?}: nothing was loaded");
+        }
+        Ok(())
     }
 
     /// Fails early with a clear reason when the project's `kexec` is not in the guest.
@@ -192,12 +230,31 @@ impl Run {
     /// exactly one SeaBIOS banner.
     pub fn exec_and_expect_kexec(&mut self, cmd: &str, marker: &str) -> Result<Duration> {
         let t = Instant::now();
-        self.vm.console.send(cmd)?;
-        self.expect_ready(
-            marker,
-            KEXEC_DEADLINE,
-            &format!("the kexec'd kernel announcing itself after `{cmd}`"),
+        // If the command returns, no reboot is coming: say so at once instead of waiting.
+        self.vm
+            .console
+            .send(&format!("{cmd}; echo \"@@EXEC\"\"-RETURNED=$?@@\""))?;
+        let ready = format!("KEXECRS-READY marker={marker} ");
+        let reason = format!("the kexec'd kernel announcing itself after `{cmd}`");
+        let (which, text) = self.vm.console.expect_any(
+            &[&ready, "@@EXEC-RETURNED="],
+            self.kexec_deadline,
+            &reason,
         )?;
+        if which == 1 {
+            let status = self
+                .vm
+                .console
+                .expect("@@", CMD_DEADLINE, "the exit status of the exec")
+                .unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(6).collect();
+            bail!(
+                "`{cmd}` returned (status {}) instead of rebooting into the loaded kernel; its output:\n{}",
+                status.trim_end_matches("@@"),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        self.boots += 1;
         let took = t.elapsed();
         self.assert_no_firmware_reboot()?;
         eprintln!(

@@ -20,7 +20,8 @@ pub struct VmTestArgs {
     /// Accelerator: auto detects whether KVM really works.
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: Accel,
-    /// Scenarios run at once (default: one per two cores, at least 1).
+    /// Scenarios run at once (default: one per core; each guest is one TCG vCPU thread).
+    /// Measured on 2 cores: 12 scenarios took 179 s one at a time and 124 s two at a time.
     #[arg(long)]
     pub test_threads: Option<usize>,
     /// Do not fetch even if the cache lacks something.

@@ -122,17 +122,19 @@ pub fn run(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
         Source::Alpine => alpine::fetch(cache, args)?,
         Source::Local => local::fetch(cache, args)?,
         Source::Auto => {
-            let mirror = args.mirror.clone().unwrap_or_else(alpine::default_mirror);
-            match alpine::probe(&mirror, Duration::from_secs(args.probe_timeout)) {
-                Ok(()) => {
-                    eprintln!("fetch: using Alpine: its mirror {mirror} answered");
-                    alpine::fetch(cache, args)?
-                }
-                Err(why) => {
+            let mirror = args.mirror.clone().or_else(alpine::configured_mirror);
+            match alpine::probe(mirror.as_deref(), Duration::from_secs(args.probe_timeout)) {
+                Ok(m) => {
                     eprintln!(
-                        "fetch: using Debian packages through apt: the Alpine mirror {mirror} did not answer within {} s ({why})",
+                        "fetch: using Alpine: its mirror {m} answered within {} s",
                         args.probe_timeout
                     );
+                    let mut a = args.clone();
+                    a.mirror = Some(m);
+                    alpine::fetch(cache, &a)?
+                }
+                Err(why) => {
+                    eprintln!("fetch: using Debian packages through apt, because the Alpine mirror is not usable: {why}");
                     debian::fetch(cache, args)?
                 }
             }

@@ -235,9 +235,13 @@ impl KernelFile {
 
     /// The command-line capacity this kernel declares, when it is a bzImage.
     pub fn cmdline_capacity(&self, crash: bool) -> Option<(usize, String)> {
-        self.setup
-            .as_ref()
-            .map(|h| crate::cmdline::bzimage_capacity(h.cmdline_size, crash))
+        self.setup.as_ref().map(|h| {
+            crate::cmdline::bzimage_capacity(
+                &self.path.display().to_string(),
+                h.cmdline_size,
+                crash,
+            )
+        })
     }
 }
 

@@ -129,7 +129,11 @@ pub fn run(
     if inv.do_unload {
         unload(inv, ctx, notify)?;
     }
-    if inv.do_load {
+    // `-f` alone boots what is already loaded (kexec-tools would stop at
+    // "No kernel specified"); any other load needs a kernel.
+    let force_without_kernel =
+        inv.force_given && inv.do_exec && inv.kernel.is_none() && inv.flavor.is_none();
+    if inv.do_load && !force_without_kernel {
         load(inv, ctx, notify)?;
     }
     if inv.do_shutdown || inv.do_exec {
@@ -391,17 +395,19 @@ fn load(
     let prepared = prepare(inv, ctx, notify)?;
     let syscall = match inv.mode {
         SyscallMode::Classic => {
-            classic_load(inv, &prepared, ctx)?;
+            classic_load(inv, &prepared, ctx, notify)?;
             "kexec_load"
         }
         SyscallMode::File | SyscallMode::Auto => match file_load(&prepared, target, ctx) {
             Ok(()) => "kexec_file_load",
-            Err(errno) if inv.mode == SyscallMode::Auto && falls_back(errno) => {
+            Err(errno)
+                if inv.mode == SyscallMode::Auto && falls_back(errno) && classic_supported(ctx) =>
+            {
                 notify(Notice::Debug(format!(
                     "kexec_file_load answered {}; falling back to kexec_load",
                     diagnose::errno_name(errno)
                 )));
-                classic_load(inv, &prepared, ctx).map_err(|mut f| {
+                classic_load(inv, &prepared, ctx, notify).map_err(|mut f| {
                     f.message = format!(
                         "kexec_file_load failed ({}) and the kexec_load fallback failed too: {}",
                         diagnose::errno_name(errno),
@@ -425,7 +431,14 @@ fn load(
                     EXIT_FAILED
                 };
                 let mut f = Failure::kernel(code, Op::FileLoad, errno, d);
-                if code == EXIT_FILE_UNUSABLE {
+                if inv.mode == SyscallMode::Auto {
+                    // Only reached when there is no kexec_load path to fall back to.
+                    f.code = EXIT_FAILED;
+                    f.message.push_str(&format!(
+                        " (and this kexec has no kexec_load loader for {})",
+                        ctx.view.arch()
+                    ));
+                } else if code == EXIT_FILE_UNUSABLE {
                     f.message
                         .push_str(" (syscall kexec_file_load not usable for this kernel or image)");
                 }
@@ -434,7 +447,11 @@ fn load(
         },
     };
     let record = Record {
-        kernel: prepared.kernel.path.display().to_string(),
+        // Absolute, so `kexec status` run from elsewhere names the same file.
+        kernel: std::fs::canonicalize(&prepared.kernel.path)
+            .unwrap_or_else(|_| prepared.kernel.path.clone())
+            .display()
+            .to_string(),
         version: prepared.kernel.version(),
         cmdline: prepared.cmdline.as_str().to_string(),
         initrds: prepared
@@ -465,8 +482,24 @@ fn file_load(p: &Prepared, target: Target, ctx: &mut Context<'_>) -> Result<(), 
 /// The `kexec_load` path: this crate's own planner lays out the kernel,
 /// initrd, zero page and purgatory from the firmware memory map, and the
 /// kernel copies the segments.
-fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result<(), Failure> {
+/// The classic loader builds x86_64 boot_params and purgatory only.
+fn classic_supported(ctx: &Context<'_>) -> bool {
+    ctx.view.arch() == "x86_64" && classic::purgatory::available()
+}
+
+fn classic_load(
+    inv: &Invocation,
+    p: &Prepared,
+    ctx: &mut Context<'_>,
+    notify: &mut dyn FnMut(Notice),
+) -> Result<(), Failure> {
     let target = target_of(inv);
+    if !classic_supported(ctx) {
+        return Err(Failure::usage(format!(
+            "kexec_load (-c) is implemented for x86_64 only and this system is {}; use kexec_file_load (-s, or the default mode)",
+            ctx.view.arch()
+        )));
+    }
     let initrd = match &p.initrd {
         Some(i) => Some(read_back(i).map_err(|e| {
             Failure::usage(format!("cannot read the initrd back for kexec_load: {e}"))
@@ -490,6 +523,20 @@ fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result
         message: format!("kexec_load: cannot load {}: {e}", p.kernel.path.display()),
         diagnosis: None,
     })?;
+    let mut layout = format!(
+        "kexec_load: entry {:#x}, flags {:#x}",
+        plan.entry, plan.flags
+    );
+    for seg in &plan.segments {
+        layout.push_str(&format!(
+            "\n  segment {:#012x}-{:#012x} ({} bytes copied, {} reserved)",
+            seg.mem,
+            seg.mem + seg.memsz,
+            seg.buf.len(),
+            seg.memsz
+        ));
+    }
+    notify(Notice::Debug(layout));
     ctx.sys
         .kexec_load(plan.entry, &plan.segments, plan.flags)
         .map_err(|errno| {
@@ -755,6 +802,17 @@ mod tests {
     }
 
     #[test]
+    fn force_without_a_kernel_boots_what_is_loaded() {
+        let mut m = Machine::new(&[]);
+        let f = m.run(&["-f"]).unwrap_err();
+        assert_eq!(f.message, "Nothing has been loaded!");
+        assert!(m.sys.calls.is_empty());
+        m.sys.state.loaded = Some(true);
+        assert_eq!(m.run(&["-f", "-x"]), Ok(0));
+        assert_eq!(m.sys.calls, vec![Call::Sync, Call::Reboot]);
+    }
+
+    #[test]
     fn plain_kernel_loads_then_runs_shutdown() {
         let mut m = Machine::new(&[]);
         let k = m.path("boot/vmlinuz-lts");
@@ -898,6 +956,25 @@ mod tests {
                 "kexec_load"
             );
         }
+    }
+
+    #[test]
+    fn arm64_has_no_classic_fallback_and_explains_einval() {
+        let mut m = Machine::new(&[("proc/sys/kernel/arch", b"aarch64\n")]);
+        m.sys.file_load_errors.push_back(Errno::EINVAL);
+        let k = m.path("boot/vmlinuz-lts");
+        let f = m.run(&["-l", &k]).unwrap_err();
+        assert_eq!(f.code, 255);
+        let text = f.to_string();
+        assert!(text.contains("no kexec_load loader for aarch64"), "{text}");
+        assert!(
+            text.contains("arm64 answers EINVAL where x86 answers ENOEXEC"),
+            "{text}"
+        );
+        assert_eq!(m.sys.calls.len(), 1);
+        let f = m.run(&["-c", "-l", &k]).unwrap_err();
+        assert_eq!(f.code, 1);
+        assert!(f.message.contains("x86_64 only"), "{f}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod cache;
 pub mod console;
 pub mod cpio;
 pub mod fetch;
+pub mod fixtures;
+pub mod fuzz;
 pub mod guest;
 pub mod qemu;
 pub mod qmp;

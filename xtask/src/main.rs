@@ -1,7 +1,4 @@
-//! `cargo xtask <task>`: a thin dispatcher; each task is a module (in the xtask library, or
-//! `fixtures` here in the binary).
-
-mod fixtures;
+//! `cargo xtask <task>`: a thin dispatcher over the xtask library's modules.
 
 use clap::{Parser, Subcommand};
 
@@ -14,12 +11,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Regenerate the synthesized image fixtures in fixtures/.
-    Fixtures {
-        /// Only check that the committed fixtures match the generator.
-        #[arg(long)]
-        check: bool,
-    },
     /// Fetch kernels and guest userland into the download cache.
     Fetch(xtask::fetch::FetchArgs),
     /// Build the guests and run the QEMU scenario suite through cargo-nextest.
@@ -30,11 +21,19 @@ enum Task {
         #[arg(long)]
         install: bool,
     },
+    /// Regenerate the synthesized image fixtures in fixtures/.
+    Fixtures {
+        /// Only check that the committed fixtures match the generator.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build and run every fuzz target in fuzz/ for N seconds each; fail on any crash.
+    Fuzz(xtask::fuzz::Args),
 }
 
 fn main() {
-    let result = match Cli::parse().task {
-        Task::Fixtures { check } => fixtures::run(check),
+    let cli = Cli::parse();
+    let result = match cli.task {
         Task::Fetch(args) => xtask::cache::Cache::open(xtask::cache::default_root())
             .map_err(anyhow::Error::from)
             .and_then(|c| xtask::fetch::run(&c, &args))
@@ -49,6 +48,8 @@ fn main() {
         Task::Tools { install } => {
             xtask::tools::ensure(install).map(|_| eprintln!("tools: all present"))
         }
+        Task::Fixtures { check } => xtask::fixtures::run(check),
+        Task::Fuzz(args) => xtask::fuzz::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

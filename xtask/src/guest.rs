@@ -317,11 +317,22 @@ pub struct Built {
     pub size: u64,
 }
 
-/// Builds the userland layer for `kernel` into `out_dir`.
+/// A file a scenario adds to its guest (e.g. OpenRC services under test).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraFile {
+    /// Absolute path inside the guest.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Builds the initramfs for `kernel` into `out_dir`; `extra` files go into the userland layer
+/// last (so they win, and a kexec'd boot of `/boot/initramfs` has them too).
 pub fn build_initramfs(
     kernel: &KernelEntry,
     user: &Userland,
     bins: &Binaries,
+    extra: &[ExtraFile],
     out_dir: &Path,
 ) -> Result<Built> {
     let mut a = Archive::new();
@@ -410,6 +421,9 @@ pub fn build_initramfs(
     // The guest's own files last: they win over package files.
     let rootfs = crate::workspace_root().join("vm/rootfs");
     a.tree_from("", &rootfs)?;
+    for f in extra {
+        a.file(&f.path, f.contents.clone(), f.mode)?;
+    }
 
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;

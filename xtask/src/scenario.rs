@@ -103,6 +103,8 @@ pub struct BootOpts {
     pub memory_mb: u32,
     /// Size of a fresh raw virtio disk to attach, in MiB.
     pub disk_mb: Option<u64>,
+    /// Files added to the guest (in its userland layer).
+    pub extra_files: Vec<guest::ExtraFile>,
 }
 
 impl Default for BootOpts {
@@ -112,6 +114,7 @@ impl Default for BootOpts {
             extra_cmdline: Vec::new(),
             memory_mb: 1024,
             disk_mb: None,
+            extra_files: Vec::new(),
         }
     }
 }
@@ -155,7 +158,7 @@ impl Run {
             &crate::cache::default_root(),
         )?)?;
         let bins = guest::build_binaries()?;
-        let built = guest::build_initramfs(&k, &user, &bins, &dir)?;
+        let built = guest::build_initramfs(&k, &user, &bins, &opts.extra_files, &dir)?;
         let disk = match opts.disk_mb {
             Some(mb) => {
                 let p = dir.join("disk.img");

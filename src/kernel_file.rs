@@ -12,7 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::diagnose::ImageHints;
-use crate::image::bzimage::{SetupHeader, XLF_KERNEL_64};
+use crate::image::bzimage::{BzImage, SetupHeader, XLF_KERNEL_64};
 use crate::image::{self, arm64, uki, Format};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum Error {
     },
     #[error("kernel {path} is a directory; give the kernel image file (e.g. /boot/vmlinuz-lts)")]
     Directory { path: PathBuf },
-    #[error("kernel {path} is empty; the file is truncated or not a kernel")]
+    #[error("kernel {path} is empty (0 bytes): it was cut short, e.g. by a full /boot; reinstall the kernel package or give another kernel image")]
     Empty { path: PathBuf },
     #[error("cannot read kernel {path}: {source}")]
     Read {
@@ -173,6 +173,11 @@ impl KernelFile {
             }
         };
         let setup = SetupHeader::parse(&kernel).ok();
+        if setup.is_some() {
+            // The sizes in the header must fit the file: a truncated bzImage
+            // is refused here, naming the file, not by the kernel as EINVAL.
+            BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
+        }
         Ok(KernelFile {
             path: path.to_owned(),
             format: format_name(&format),
@@ -199,6 +204,26 @@ impl KernelFile {
         let end = tail.iter().take(256).position(|b| *b == 0)?;
         let text = std::str::from_utf8(&tail[..end]).ok()?;
         text.split_whitespace().next().map(str::to_string)
+    }
+
+    /// The architecture the kernel is built for, as `/proc/sys/kernel/arch`
+    /// names it, when the image says: a bzImage is x86_64, an arm64 Image
+    /// aarch64, an ELF vmlinux what its `e_machine` says.
+    pub fn arch(&self) -> Option<&'static str> {
+        if self.setup.is_some() {
+            return Some("x86_64");
+        }
+        if arm64::has_magic(&self.bytes) {
+            return Some("aarch64");
+        }
+        if self.bytes.starts_with(b"\x7fELF") {
+            return match self.bytes.get(18..20) {
+                Some([62, 0]) => Some("x86_64"),
+                Some([183, 0]) => Some("aarch64"),
+                _ => None,
+            };
+        }
+        None
     }
 
     /// What the file is, in words.
@@ -235,9 +260,12 @@ impl KernelFile {
 
     /// The command-line capacity this kernel declares, when it is a bzImage.
     pub fn cmdline_capacity(&self, crash: bool) -> Option<(usize, String)> {
-        self.setup
-            .as_ref()
-            .map(|h| crate::cmdline::bzimage_capacity(h.cmdline_size, crash))
+        self.setup.as_ref().map(|h| {
+            let (max, what) = crate::cmdline::bzimage_capacity(h.cmdline_size, crash);
+            // Name the file in the error, not just "this kernel".
+            let named = format!("kernel {}", self.path.display());
+            (max, what.replacen("this kernel", &named, 1))
+        })
     }
 }
 
@@ -299,6 +327,42 @@ mod tests {
             KernelFile::open(&cpio),
             Err(Error::IsInitramfs { .. })
         ));
+    }
+
+    #[test]
+    fn truncated_bzimage_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = tiny_bzimage("6.6.58-0-lts");
+        k[0x1f4..0x1f8].copy_from_slice(&0x100u32.to_le_bytes()); // syssize: 4 KiB past 0x800
+        let p = dir.path().join("vmlinuz-cut");
+        std::fs::write(&p, &k).unwrap();
+        let err = KernelFile::open(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("vmlinuz-cut") && err.contains("truncated"),
+            "{err}"
+        );
+        assert!(err.contains("re-download"), "{err}");
+    }
+
+    #[test]
+    fn arch_and_cmdline_limit_name_what_the_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vmlinuz-lts");
+        std::fs::write(&p, tiny_bzimage("6.6.58-0-lts")).unwrap();
+        let k = KernelFile::open(&p).unwrap();
+        assert_eq!(k.arch(), Some("x86_64"));
+        let (_, what) = k.cmdline_capacity(false).unwrap();
+        assert!(
+            what.starts_with(&format!("kernel {}", p.display())),
+            "{what}"
+        );
+        let arm = dir.path().join("Image");
+        std::fs::write(
+            &arm,
+            crate::image::arm64::build_image(0, 0x20000, 0xa, &[0; 64]),
+        )
+        .unwrap();
+        assert_eq!(KernelFile::open(&arm).unwrap().arch(), Some("aarch64"));
     }
 
     #[test]

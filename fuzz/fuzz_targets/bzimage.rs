@@ -1,8 +1,8 @@
 //! The x86 bzImage setup-header parser and the whole-file checks behind it.
 #![no_main]
 
-use kexec::image::bzimage::{BzImage, SetupHeader};
 use kexec::cmdline;
+use kexec::image::bzimage::{BzImage, SetupHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

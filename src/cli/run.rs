@@ -126,6 +126,15 @@ pub fn run(
     if inv.do_status {
         return status(inv, ctx);
     }
+    if let (Some(k), false) = (&inv.kernel, inv.do_load) {
+        // kexec-tools ignores it silently; `kexec -l -u KERNEL` then only
+        // unloads, which surprises whoever wrote it.
+        notify(Notice::Warning(format!(
+            "{} is not loaded: the last of -l/-p/-u/-e wins, as in kexec-tools, and it was not -l or -p \
+             (to replace a loaded kernel, give -u before -l)",
+            k.display()
+        )));
+    }
     if inv.do_unload {
         unload(inv, ctx, notify)?;
     }
@@ -213,12 +222,41 @@ fn status(inv: &Invocation, ctx: &mut Context<'_>) -> Result<u8, Failure> {
     }
 }
 
+/// Refuses before the syscall when this process certainly lacks
+/// `CAP_SYS_BOOT`: a kernel without kexec answers ENOSYS to everyone, which
+/// would hide that the user also needs root. Exit 255, as for the EPERM the
+/// kernel would otherwise give.
+fn require_cap_sys_boot(ctx: &Context<'_>, op: Op, target: Target) -> Result<(), Failure> {
+    let facts = ctx.view.facts();
+    if facts.cap_sys_boot != Some(false) {
+        return Ok(());
+    }
+    let d = diagnose::explain(op, Errno::EPERM, target, &facts, &ImageHints::default());
+    Err(Failure::with(
+        EXIT_FAILED,
+        format!(
+            "{} not attempted: this process is not allowed to use kexec",
+            op.syscall_name()
+        ),
+        d,
+    ))
+}
+
 fn unload(
     inv: &Invocation,
     ctx: &mut Context<'_>,
     notify: &mut dyn FnMut(Notice),
 ) -> Result<(), Failure> {
     let target = target_of(inv);
+    require_cap_sys_boot(
+        ctx,
+        if inv.mode == SyscallMode::Classic {
+            Op::Unload
+        } else {
+            Op::FileUnload
+        },
+        target,
+    )?;
     let classic = |ctx: &mut Context<'_>| -> Result<(), Failure> {
         ctx.sys
             .kexec_load(0, &[], target.load_flag() | KEXEC_ARCH_DEFAULT)
@@ -308,6 +346,16 @@ fn prepare(
         )));
     }
     let kernel = KernelFile::open(&kernel_path).map_err(|e| Failure::usage(e.to_string()))?;
+    let arch = ctx.view.arch();
+    if let Some(kernel_arch) = kernel.arch().filter(|a| *a != arch) {
+        return Err(Failure::usage(format!(
+            "kernel {} is {} kernel ({}), but this machine runs {arch}: kexec only boots kernels for the running \
+             architecture; give an {arch} kernel (e.g. /boot/vmlinuz-$(uname -r))",
+            kernel.path.display(),
+            if kernel_arch == "x86_64" { "an x86_64" } else { "an arm64" },
+            kernel.kind(),
+        )));
+    }
     if inv.flavor.is_some() && !inv.force_given {
         match kernel.version() {
             Some(v) => flavor::check_modules(&ctx.view, &kernel.path, &v)
@@ -389,6 +437,15 @@ fn load(
         ));
     }
     let prepared = prepare(inv, ctx, notify)?;
+    require_cap_sys_boot(
+        ctx,
+        if inv.mode == SyscallMode::Classic {
+            Op::Load
+        } else {
+            Op::FileLoad
+        },
+        target,
+    )?;
     let syscall = match inv.mode {
         SyscallMode::Classic => {
             classic_load(inv, &prepared, ctx)?;
@@ -722,6 +779,50 @@ mod tests {
             assert_eq!(m.run(&args), Ok(0));
             assert_eq!(m.sys.calls, expect, "{args:?}");
         }
+    }
+
+    #[test]
+    fn without_cap_sys_boot_load_and_unload_stop_before_the_syscall() {
+        // A kernel without kexec answers ENOSYS to everyone; the missing
+        // capability must still be what the user is told.
+        let mut m = Machine::new(&[("proc/self/status", b"CapEff:\t0000000000000000\n")]);
+        m.sys.file_load_errors.extend([Errno::ENOSYS; 3]);
+        m.sys.load_errors.extend([Errno::ENOSYS; 3]);
+        let k = m.path("boot/vmlinuz-lts");
+        for args in [&["-l", &k][..], &["-u"], &["-c", "-u"]] {
+            let f = m.run(args).unwrap_err();
+            assert_eq!(f.code, 255, "{args:?}");
+            assert!(f.to_string().contains("CAP_SYS_BOOT"), "{args:?}: {f}");
+            assert!(f.to_string().contains("run kexec as root"), "{args:?}: {f}");
+        }
+        assert!(m.sys.calls.is_empty(), "{:?}", m.sys.calls);
+    }
+
+    #[test]
+    fn a_kernel_for_another_architecture_is_refused_before_loading() {
+        let image = crate::image::arm64::build_image(0, 0x20000, 0xa, &[0; 64]);
+        let mut m = Machine::new(&[("boot/Image", &image)]);
+        let f = m.run(&["-l", &m.path("boot/Image")]).unwrap_err();
+        assert_eq!(f.code, 1);
+        let msg = f.to_string();
+        assert!(
+            msg.contains("boot/Image") && msg.contains("arm64") && msg.contains("x86_64"),
+            "{msg}"
+        );
+        assert!(m.sys.calls.is_empty(), "{:?}", m.sys.calls);
+    }
+
+    #[test]
+    fn a_kernel_named_with_a_later_unload_is_ignored_with_a_warning() {
+        let mut m = Machine::new(&[]);
+        let k = m.path("boot/vmlinuz-lts");
+        assert_eq!(m.run(&["-l", "-u", &k]), Ok(0));
+        assert!(m.file_loads().is_empty());
+        assert!(
+            matches!(&m.notices[..], [Notice::Warning(w)] if w.contains("vmlinuz-lts is not loaded")),
+            "{:?}",
+            m.notices
+        );
     }
 
     #[test]

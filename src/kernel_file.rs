@@ -124,10 +124,17 @@ impl KernelFile {
         let mut unpacked: Option<String> = None;
         let kernel: Cow<'_, [u8]> = match &format {
             Format::Unknown(_) => {
-                // Let the library say what the file looks like.
-                return Err(img(image::inspect_bytes(&bytes)
+                // Let the library say what the file looks like; the advice
+                // is the CLI's, which wants a kernel here, not an initramfs.
+                let source = image::inspect_bytes(&bytes)
                     .err()
-                    .unwrap_or(image::Error::Empty)));
+                    .unwrap_or(image::Error::Empty);
+                return Err(Error::Image {
+                    path: path.to_owned(),
+                    source,
+                    advice: "give the kernel image instead (a bzImage, vmlinux, arm64 Image/Image.gz, zboot or UKI, \
+                             such as /boot/vmlinuz-lts)",
+                });
             }
             Format::Initramfs { .. } => {
                 return Err(Error::IsInitramfs {

@@ -349,11 +349,10 @@ fn prepare(
     let arch = ctx.view.arch();
     if let Some(kernel_arch) = kernel.arch().filter(|a| *a != arch) {
         return Err(Failure::usage(format!(
-            "kernel {} is {} kernel ({}), but this machine runs {arch}: kexec only boots kernels for the running \
+            "kernel {} is {} kernel, but this machine runs {arch}: kexec only boots kernels for the running \
              architecture; give an {arch} kernel (e.g. /boot/vmlinuz-$(uname -r))",
             kernel.path.display(),
             if kernel_arch == "x86_64" { "an x86_64" } else { "an arm64" },
-            kernel.kind(),
         )));
     }
     if inv.flavor.is_some() && !inv.force_given {

@@ -268,10 +268,11 @@ impl KernelFile {
     /// The command-line capacity this kernel declares, when it is a bzImage.
     pub fn cmdline_capacity(&self, crash: bool) -> Option<(usize, String)> {
         self.setup.as_ref().map(|h| {
-            let (max, what) = crate::cmdline::bzimage_capacity(h.cmdline_size, crash);
-            // Name the file in the error, not just "this kernel".
-            let named = format!("kernel {}", self.path.display());
-            (max, what.replacen("this kernel", &named, 1))
+            crate::cmdline::bzimage_capacity(
+                &self.path.display().to_string(),
+                h.cmdline_size,
+                crash,
+            )
         })
     }
 }

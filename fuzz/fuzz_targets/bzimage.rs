@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // The command-line limit derived from the header, as the CLI does.
         for crash in [false, true] {
-            let _ = cmdline::bzimage_capacity(h.cmdline_size, crash);
+            let _ = cmdline::bzimage_capacity("fuzzed", h.cmdline_size, crash);
         }
     }
     match BzImage::parse(data) {

@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for crash in [false, true] {
-        let (max, what) = cmdline::bzimage_capacity(capacity.map(|n| n as u32), crash);
+        let (max, what) = cmdline::bzimage_capacity("fuzzed", capacity.map(|n| n as u32), crash);
         assert!(max <= capacity.unwrap_or(255).max(255));
         assert!(!what.is_empty());
     }

@@ -9,6 +9,20 @@
 //! for a crash kernel the ELF core header. It is a pure function of the
 //! request and a [`Machine`] snapshot, so it is tested without root or a
 //! kexec-capable kernel; the CLI performs the syscall.
+//!
+//! ```no_run
+//! use kexec::classic::{plan, Machine, Request};
+//! use kexec::syscall::{KexecSys, LinuxKexec};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kernel = std::fs::read("/boot/vmlinuz")?;
+//! let initrd = std::fs::read("/boot/initrd.img")?;
+//! let machine = Machine::from_system()?;
+//! let req = Request { kernel: &kernel, initrd: Some(&initrd), cmdline: b"console=ttyS0", crash: false, no_checks: false };
+//! let p = plan(&req, &machine)?;
+//! let mut sys = LinuxKexec::default();
+//! sys.kexec_load(p.entry, &p.segments, p.flags)?;
+//! # Ok(()) }
+//! ```
 
 pub mod crash;
 pub mod machine;

@@ -10,7 +10,9 @@ use super::memory::{page_align, FreeList, Range, MIB, PAGE_SIZE};
 use super::purgatory::{self, Params, Region};
 use super::zeropage::{self, E820Entry, Placement};
 use super::{crash, Error, LoadPlan, Machine, Request, Result, KEXEC_ARCH_X86_64, KEXEC_ON_CRASH};
-use crate::image::bzimage::{SetupHeader, LOADED_HIGH, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_KERNEL_64};
+use crate::image::bzimage::{
+    SetupHeader, LOADED_HIGH, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_KEXEC, XLF_KERNEL_64,
+};
 use crate::syscall::Segment;
 use sha2::{Digest, Sha256};
 
@@ -30,6 +32,11 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     }
     let hdr = SetupHeader::parse(req.kernel)?;
     check_loadable(&hdr)?;
+    if machine.five_level_paging() && !hdr.xloadflag(XLF_5LEVEL) {
+        return Err(Error::Unsupported(
+            "the running kernel uses 5-level paging, which stays on across kexec, and this kernel does not support it (no XLF_5LEVEL); boot the running kernel with no5lvl, or use a kernel built with CONFIG_X86_5LEVEL".into(),
+        ));
+    }
     if let Some(i) = req.cmdline.iter().position(|&c| c == 0) {
         return Err(Error::CmdlineNul(i));
     }
@@ -136,10 +143,26 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
         });
     }
 
+    // EFI runtime services survive only if the new kernel knows the kexec
+    // hand-over (XLF_EFI_KEXEC) and the running one was booted through EFI;
+    // otherwise the new kernel boots without EFI, finding ACPI through
+    // acpi_rsdp_addr.
+    let efi = machine.efi_runtime.as_ref().filter(|_| {
+        hdr.xloadflag(XLF_EFI_KEXEC)
+            && machine
+                .boot_params
+                .as_deref()
+                .and_then(|p| zeropage::read_u32(p, zeropage::offsets::EFI_MEMMAP_SIZE))
+                .is_some_and(|n| n != 0)
+    });
+
     // The zero page with the command line and setup_data behind it. Kept
     // below 4 GiB: older kernels read only the low half of its pointers.
     let zp_size =
-        page_align(zeropage::segment_len(cmdline.len(), e820.len()) as u64).unwrap_or(u64::MAX);
+        page_align(
+            zeropage::segment_len(cmdline.len(), e820.len(), efi.map(|e| e.map.len())) as u64,
+        )
+        .unwrap_or(u64::MAX);
     let zp_addr = free
         .take_top_down(zp_size, PAGE_SIZE, MIB, FOUR_GIB)
         .ok_or_else(|| no_room("zero page", zp_size, &free, " below 4 GiB".into()))?;
@@ -153,6 +176,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
             kernel: kernel_addr,
             initrd: initrd.map(|(a, d)| (a, d.len() as u64)),
         },
+        efi,
     );
 
     let mut segments = vec![Segment {

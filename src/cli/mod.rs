@@ -60,6 +60,8 @@ Directly reboot into a new kernel (drop-in for kexec-tools' kexec).
      --print-ckr-size      Print the crash kernel reservation size in bytes.
 
 Plain `kexec KERNEL` loads KERNEL then runs `shutdown -r now`.
+Each load is recorded in /run/kexec/{loaded,crash}.json ($KEXEC_STATUS_DIR
+overrides) for `kexec status`; an unload removes the record.
 Exit status: 0 success, 1 usage error or failure before loading,
 255 the kernel refused, 253 -s cannot be used (no kexec_file_load).
 ";

@@ -127,18 +127,22 @@ pub fn run(
         return status(inv, ctx);
     }
     if let (Some(k), false) = (&inv.kernel, inv.do_load) {
-        // kexec-tools ignores it silently; `kexec -l -u KERNEL` then only
-        // unloads, which surprises whoever wrote it.
+        // kexec-tools ignores it silently; `kexec -p -u KERNEL` then only
+        // unloads, which surprises whoever wrote it (parse refuses the
+        // combinations with -l outright).
         notify(Notice::Warning(format!(
-            "{} is not loaded: the last of -l/-p/-u/-e wins, as in kexec-tools, and it was not -l or -p \
-             (to replace a loaded kernel, give -u before -l)",
+            "{} is not loaded: a later -u or -e overrides -l/-p, as in kexec-tools; drop it to load the kernel",
             k.display()
         )));
     }
     if inv.do_unload {
         unload(inv, ctx, notify)?;
     }
-    if inv.do_load {
+    // `-f` alone boots what is already loaded (kexec-tools would stop at
+    // "No kernel specified"); any other load needs a kernel.
+    let force_without_kernel =
+        inv.force_given && inv.do_exec && inv.kernel.is_none() && inv.flavor.is_none();
+    if inv.do_load && !force_without_kernel {
         load(inv, ctx, notify)?;
     }
     if inv.do_shutdown || inv.do_exec {
@@ -447,17 +451,19 @@ fn load(
     )?;
     let syscall = match inv.mode {
         SyscallMode::Classic => {
-            classic_load(inv, &prepared, ctx)?;
+            classic_load(inv, &prepared, ctx, notify)?;
             "kexec_load"
         }
         SyscallMode::File | SyscallMode::Auto => match file_load(&prepared, target, ctx) {
             Ok(()) => "kexec_file_load",
-            Err(errno) if inv.mode == SyscallMode::Auto && falls_back(errno) => {
+            Err(errno)
+                if inv.mode == SyscallMode::Auto && falls_back(errno) && classic_supported(ctx) =>
+            {
                 notify(Notice::Debug(format!(
                     "kexec_file_load answered {}; falling back to kexec_load",
                     diagnose::errno_name(errno)
                 )));
-                classic_load(inv, &prepared, ctx).map_err(|mut f| {
+                classic_load(inv, &prepared, ctx, notify).map_err(|mut f| {
                     f.message = format!(
                         "kexec_file_load failed ({}) and the kexec_load fallback failed too: {}",
                         diagnose::errno_name(errno),
@@ -481,7 +487,14 @@ fn load(
                     EXIT_FAILED
                 };
                 let mut f = Failure::kernel(code, Op::FileLoad, errno, d);
-                if code == EXIT_FILE_UNUSABLE {
+                if inv.mode == SyscallMode::Auto {
+                    // Only reached when there is no kexec_load path to fall back to.
+                    f.code = EXIT_FAILED;
+                    f.message.push_str(&format!(
+                        " (and this kexec has no kexec_load loader for {})",
+                        ctx.view.arch()
+                    ));
+                } else if code == EXIT_FILE_UNUSABLE {
                     f.message
                         .push_str(" (syscall kexec_file_load not usable for this kernel or image)");
                 }
@@ -490,7 +503,11 @@ fn load(
         },
     };
     let record = Record {
-        kernel: prepared.kernel.path.display().to_string(),
+        // Absolute, so `kexec status` run from elsewhere names the same file.
+        kernel: std::fs::canonicalize(&prepared.kernel.path)
+            .unwrap_or_else(|_| prepared.kernel.path.clone())
+            .display()
+            .to_string(),
         version: prepared.kernel.version(),
         cmdline: prepared.cmdline.as_str().to_string(),
         initrds: prepared
@@ -521,8 +538,24 @@ fn file_load(p: &Prepared, target: Target, ctx: &mut Context<'_>) -> Result<(), 
 /// The `kexec_load` path: this crate's own planner lays out the kernel,
 /// initrd, zero page and purgatory from the firmware memory map, and the
 /// kernel copies the segments.
-fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result<(), Failure> {
+/// The classic loader builds x86_64 boot_params and purgatory only.
+fn classic_supported(ctx: &Context<'_>) -> bool {
+    ctx.view.arch() == "x86_64" && classic::purgatory::available()
+}
+
+fn classic_load(
+    inv: &Invocation,
+    p: &Prepared,
+    ctx: &mut Context<'_>,
+    notify: &mut dyn FnMut(Notice),
+) -> Result<(), Failure> {
     let target = target_of(inv);
+    if !classic_supported(ctx) {
+        return Err(Failure::usage(format!(
+            "kexec_load (-c) is implemented for x86_64 only and this system is {}; use kexec_file_load (-s, or the default mode)",
+            ctx.view.arch()
+        )));
+    }
     let initrd = match &p.initrd {
         Some(i) => Some(read_back(i).map_err(|e| {
             Failure::usage(format!("cannot read the initrd back for kexec_load: {e}"))
@@ -546,6 +579,20 @@ fn classic_load(inv: &Invocation, p: &Prepared, ctx: &mut Context<'_>) -> Result
         message: format!("kexec_load: cannot load {}: {e}", p.kernel.path.display()),
         diagnosis: None,
     })?;
+    let mut layout = format!(
+        "kexec_load: entry {:#x}, flags {:#x}",
+        plan.entry, plan.flags
+    );
+    for seg in &plan.segments {
+        layout.push_str(&format!(
+            "\n  segment {:#012x}-{:#012x} ({} bytes copied, {} reserved)",
+            seg.mem,
+            seg.mem + seg.memsz,
+            seg.buf.len(),
+            seg.memsz
+        ));
+    }
+    notify(Notice::Debug(layout));
     ctx.sys
         .kexec_load(plan.entry, &plan.segments, plan.flags)
         .map_err(|errno| {
@@ -815,7 +862,7 @@ mod tests {
     fn a_kernel_named_with_a_later_unload_is_ignored_with_a_warning() {
         let mut m = Machine::new(&[]);
         let k = m.path("boot/vmlinuz-lts");
-        assert_eq!(m.run(&["-l", "-u", &k]), Ok(0));
+        assert_eq!(m.run(&["-p", "-u", &k]), Ok(0));
         assert!(m.file_loads().is_empty());
         assert!(
             matches!(&m.notices[..], [Notice::Warning(w)] if w.contains("vmlinuz-lts is not loaded")),
@@ -852,6 +899,17 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["load", "sync", "ifdown", "reboot"]);
+    }
+
+    #[test]
+    fn force_without_a_kernel_boots_what_is_loaded() {
+        let mut m = Machine::new(&[]);
+        let f = m.run(&["-f"]).unwrap_err();
+        assert_eq!(f.message, "Nothing has been loaded!");
+        assert!(m.sys.calls.is_empty());
+        m.sys.state.loaded = Some(true);
+        assert_eq!(m.run(&["-f", "-x"]), Ok(0));
+        assert_eq!(m.sys.calls, vec![Call::Sync, Call::Reboot]);
     }
 
     #[test]
@@ -998,6 +1056,31 @@ mod tests {
                 "kexec_load"
             );
         }
+    }
+
+    #[test]
+    fn arm64_has_no_classic_fallback_and_explains_einval() {
+        // An arm64 Image: a bzImage would be refused before any syscall
+        // for being built for another architecture.
+        let image = crate::image::arm64::build_image(0, 0x20000, 0xa, &[0; 64]);
+        let mut m = Machine::new(&[
+            ("proc/sys/kernel/arch", b"aarch64\n"),
+            ("boot/Image", &image),
+        ]);
+        m.sys.file_load_errors.push_back(Errno::EINVAL);
+        let k = m.path("boot/Image");
+        let f = m.run(&["-l", &k]).unwrap_err();
+        assert_eq!(f.code, 255);
+        let text = f.to_string();
+        assert!(text.contains("no kexec_load loader for aarch64"), "{text}");
+        assert!(
+            text.contains("arm64 answers EINVAL where x86 answers ENOEXEC"),
+            "{text}"
+        );
+        assert_eq!(m.sys.calls.len(), 1);
+        let f = m.run(&["-c", "-l", &k]).unwrap_err();
+        assert_eq!(f.code, 1);
+        assert!(f.message.contains("x86_64 only"), "{f}");
     }
 
     #[test]

@@ -1,13 +1,9 @@
-//! Project automation: `cargo xtask <task>`. A small dispatcher; each task
-//! is a module.
-
-mod fixtures;
-mod fuzz;
+//! `cargo xtask <task>`: a thin dispatcher over the xtask library's modules.
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "kexec-rs project automation")]
+#[command(name = "cargo xtask", about = "kexec-rs project automation")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -15,6 +11,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Fetch kernels and guest userland into the download cache.
+    Fetch(xtask::fetch::FetchArgs),
+    /// Build the guests and run the QEMU scenario suite through cargo-nextest.
+    VmTest(xtask::vm_test::VmTestArgs),
+    /// Check (and with --install, install) the host tools the VM tests need.
+    Tools {
+        /// Install what is missing with apt-get.
+        #[arg(long)]
+        install: bool,
+    },
     /// Regenerate the synthesized image fixtures in fixtures/.
     Fixtures {
         /// Only check that the committed fixtures match the generator.
@@ -22,12 +28,31 @@ enum Task {
         check: bool,
     },
     /// Build and run every fuzz target in fuzz/ for N seconds each; fail on any crash.
-    Fuzz(fuzz::Args),
+    Fuzz(xtask::fuzz::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().task {
-        Task::Fixtures { check } => fixtures::run(check),
-        Task::Fuzz(args) => fuzz::run(args),
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Fetch(args) => xtask::cache::Cache::open(xtask::cache::default_root())
+            .map_err(anyhow::Error::from)
+            .and_then(|c| xtask::fetch::run(&c, &args))
+            .map(|f| {
+                eprintln!(
+                    "fetch: {} kernel(s), {} userland role(s) in the manifests",
+                    f.kernels.len(),
+                    f.userland.len()
+                )
+            }),
+        Task::VmTest(args) => xtask::vm_test::run(&args),
+        Task::Tools { install } => {
+            xtask::tools::ensure(install).map(|_| eprintln!("tools: all present"))
+        }
+        Task::Fixtures { check } => xtask::fixtures::run(check),
+        Task::Fuzz(args) => xtask::fuzz::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }

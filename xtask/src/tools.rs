@@ -1,0 +1,69 @@
+//! Host tools the VM tests need, checked (and installed with apt-get on request).
+//!
+//! A missing tool is reported by name with the package that provides it and the command to
+//! install it, instead of a later "No such file or directory" from deep inside a test.
+
+use anyhow::{bail, Context, Result};
+
+/// (program, Debian package).
+pub const TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("cpio", "cpio"),
+    ("dpkg-deb", "dpkg"),
+    ("apt-get", "apt"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("ldd", "libc-bin"),
+];
+
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+/// The (program, package) pairs that are missing.
+pub fn missing() -> Vec<(&'static str, &'static str)> {
+    TOOLS.iter().copied().filter(|(p, _)| !on_path(p)).collect()
+}
+
+/// Checks the tools; with `install`, installs the missing packages (idempotent: nothing is run
+/// when everything is present).
+pub fn ensure(install: bool) -> Result<()> {
+    let miss = missing();
+    if miss.is_empty() {
+        return Ok(());
+    }
+    let mut pkgs: Vec<&str> = miss.iter().map(|(_, p)| *p).collect();
+    pkgs.dedup();
+    let list = miss
+        .iter()
+        .map(|(p, k)| format!("{p} (package {k})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !install {
+        bail!("missing host tools: {list}; install them with `apt-get install -y {}` or run `cargo xtask tools --install`", pkgs.join(" "));
+    }
+    eprintln!("tools: installing {}", pkgs.join(" "));
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(pkgs.iter().copied());
+    if duct::cmd("apt-get", &args)
+        .stdout_to_stderr()
+        .run()
+        .is_err()
+    {
+        duct::cmd!("apt-get", "update")
+            .stdout_to_stderr()
+            .run()
+            .context("`apt-get update` failed")?;
+        duct::cmd("apt-get", &args)
+            .stdout_to_stderr()
+            .run()
+            .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
+    }
+    let still = missing();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {still:?}");
+    }
+    Ok(())
+}

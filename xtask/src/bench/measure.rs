@@ -265,8 +265,9 @@ fn ovmf_args(dir: &Path, name: &str) -> Result<Vec<String>> {
     ])
 }
 
-/// A fresh guest set up for `flow`, then `reboot`: seconds until the next userspace.
-pub fn reboot_once(name: &str, flow: Flow, work: &Path) -> Result<f64> {
+/// A fresh guest set up for `flow`, then `reboot`: seconds until the next userspace, and
+/// that minus the next kernel's uptime (the shutdown, the handover and any firmware).
+pub fn reboot_once(name: &str, flow: Flow, work: &Path) -> Result<(f64, f64)> {
     let mut opts = BootOpts::default();
     if let Some(l) = layer::build(flow, work)? {
         opts.layers.push(l);
@@ -289,7 +290,7 @@ pub fn reboot_once(name: &str, flow: Flow, work: &Path) -> Result<f64> {
         }
         let marker = run.guest.marker.clone();
         let t0 = send_marked(&mut run, "reboot", false)?;
-        let (t1, _) = wait_ready(&mut run, &marker, BOOT_DEADLINE, "the guest after `reboot`")?;
+        let (t1, up) = wait_ready(&mut run, &marker, BOOT_DEADLINE, "the guest after `reboot`")?;
         let resets = run.vm.qmp.count("RESET");
         let banners = run.vm.console.count("Linux version");
         if flow.is_kexec() {
@@ -301,7 +302,8 @@ pub fn reboot_once(name: &str, flow: Flow, work: &Path) -> Result<f64> {
             banners >= 2,
             "only {banners} kernel banner(s): no second kernel booted"
         );
-        Ok((t1 - t0).as_secs_f64())
+        let total = (t1 - t0).as_secs_f64();
+        Ok((total, total - up))
     })();
     finish(run, result)
 }

@@ -150,6 +150,7 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|row| Measured {
             row,
             samples: Vec::new(),
+            outside: Vec::new(),
             errors: Vec::new(),
         })
         .collect();
@@ -239,7 +240,14 @@ pub fn run(args: &Args) -> Result<()> {
             };
             let name = format!("bench-{}-{}", m.row.id.replace('.', "-"), rep + 1);
             let r = measure::reboot_once(&name, flow, &work);
-            p.sample(m, rep, reboot_reps, r);
+            if let Ok((_, outside)) = &r {
+                eprintln!(
+                    "bench:         {} outside the next kernel: {outside:.3} s",
+                    m.row.id
+                );
+                m.outside.push(*outside);
+            }
+            p.sample(m, rep, reboot_reps, r.map(|(total, _)| total));
         }
     }
 

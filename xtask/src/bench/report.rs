@@ -17,6 +17,9 @@ pub struct Measured {
     pub row: Row,
     /// Seconds.
     pub samples: Vec<f64>,
+    /// Reboot rows: each sample minus the next kernel's uptime at its ready line (the time
+    /// spent outside the next kernel: shutdown, handover, firmware).
+    pub outside: Vec<f64>,
     pub errors: Vec<String>,
 }
 
@@ -35,6 +38,9 @@ pub struct RowReport {
     pub unit: &'static str,
     pub samples: Vec<f64>,
     pub summary: Option<Summary>,
+    /// Reboot rows: the latency minus the next kernel's uptime, per sample and summarized.
+    pub outside_next_kernel: Vec<f64>,
+    pub outside_summary: Option<Summary>,
     pub ratios: Vec<Ratio>,
     pub errors: Vec<String>,
 }
@@ -115,6 +121,8 @@ pub fn rows(measured: &[Measured]) -> Vec<RowReport> {
                 unit: scale(m.row.kind).0,
                 samples: m.samples.clone(),
                 summary,
+                outside_next_kernel: m.outside.clone(),
+                outside_summary: summarize(&m.outside),
                 ratios,
                 errors: m.errors.clone(),
             }
@@ -125,8 +133,11 @@ pub fn rows(measured: &[Measured]) -> Vec<RowReport> {
 /// The Markdown table.
 pub fn table(report: &Report, measured: &[Measured]) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "| row | what | n | median | min | max | ratio (goal) |");
-    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|---|");
+    let _ = writeln!(
+        t,
+        "| row | what | n | median | min | max | outside next kernel | ratio (goal) |"
+    );
+    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|---|");
     for (r, m) in report.rows.iter().zip(measured) {
         let (unit, k) = scale(m.row.kind);
         let (n, med, min, max) = match r.summary {
@@ -153,9 +164,12 @@ pub fn table(report: &Report, measured: &[Measured]) -> String {
         if !r.errors.is_empty() {
             ratio.push(format!("{} failed sample(s)", r.errors.len()));
         }
+        let outside = r
+            .outside_summary
+            .map_or(String::new(), |s| format!("{:.3} {unit}", s.median * k));
         let _ = writeln!(
             t,
-            "| {} | {} | {n} | {med} | {min} | {max} | {} |",
+            "| {} | {} | {n} | {med} | {min} | {max} | {outside} | {} |",
             r.id,
             r.label,
             ratio.join("; ")
@@ -232,11 +246,13 @@ mod tests {
             Measured {
                 row: get("load.ours-c"),
                 samples: vec![1.0, 0.8, 0.9],
+                outside: vec![],
                 errors: vec![],
             },
             Measured {
                 row: get("load.tools-c"),
                 samples: vec![2.0, 1.0, 1.0],
+                outside: vec![],
                 errors: vec![],
             },
         ];

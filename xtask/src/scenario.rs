@@ -23,7 +23,7 @@ pub const BOOT_DEADLINE: Duration = Duration::from_secs(240);
 pub const KEXEC_DEADLINE: Duration = Duration::from_secs(240);
 pub const CMD_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Which `kexec` runs in the guest.
+/// Which `kexec` binary runs in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
     /// The project's `kexec` (static, `/sbin/kexec`).
@@ -43,6 +43,54 @@ impl Impl {
         match self {
             Impl::Ours => "kexec-rs",
             Impl::KexecTools => "kexec-tools",
+        }
+    }
+}
+
+/// A `kexec` as a scenario uses it: which binary, and the extra flags every load gets
+/// (`-c` forces the classic `kexec_load`, `-i` skips the purgatory's digest check, `-s` forces
+/// `kexec_file_load`). Same flags for both binaries, since ours is a drop-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kexec {
+    pub imp: Impl,
+    pub load_flags: &'static str,
+}
+
+impl Kexec {
+    pub const OURS: Kexec = Kexec {
+        imp: Impl::Ours,
+        load_flags: "",
+    };
+    pub const KEXEC_TOOLS: Kexec = Kexec {
+        imp: Impl::KexecTools,
+        load_flags: "",
+    };
+
+    pub const fn with(imp: Impl, load_flags: &'static str) -> Kexec {
+        Kexec { imp, load_flags }
+    }
+
+    pub fn path(self) -> &'static str {
+        self.imp.path()
+    }
+
+    /// The command for a load: `kexec MODE FLAGS ARGS` (MODE `-l` or `-p`).
+    pub fn load_cmd(self, mode: &str, args: &str) -> String {
+        let mut c = format!("{} {mode}", self.imp.path());
+        if !self.load_flags.is_empty() {
+            c.push(' ');
+            c.push_str(self.load_flags);
+        }
+        c.push(' ');
+        c.push_str(args);
+        c
+    }
+
+    pub fn describe(self) -> String {
+        if self.load_flags.is_empty() {
+            self.imp.name().to_string()
+        } else {
+            format!("{} {}", self.imp.name(), self.load_flags)
         }
     }
 }
@@ -208,22 +256,19 @@ impl Run {
         Ok(self.ok(&format!("cat {path}"))?.trim().to_string())
     }
 
-    /// Runs `kexec ARGS` (a load) with `imp`, and checks it really loaded: exit status 0 and the
-    /// kernel's own flag (`/sys/kernel/kexec_loaded`, or `kexec_crash_loaded` for `-p`) set.
-    pub fn load(&mut self, imp: Impl, args: &str) -> Result<()> {
-        self.require(imp)?;
-        let cmd = format!("{} {args}", imp.path());
-        let (out, code) = self.sh(&cmd)?;
+    /// Loads with `k` (`mode` is `-l` or `-p`) and checks it really loaded: exit status 0 and
+    /// the kernel's own flag (`/sys/kernel/kexec_loaded`, or `kexec_crash_loaded` for `-p`).
+    pub fn load(&mut self, k: Kexec, mode: &str, args: &str) -> Result<()> {
+        self.require(k.imp)?;
+        let cmd = k.load_cmd(mode, args);
+        let (out, code) = self.sh(&format!("{cmd} 2>&1"))?;
         if code != 0 {
             bail!(
                 "{} failed to load: `{cmd}` exited with {code}:\n{out}",
-                imp.name()
+                k.describe()
             );
         }
-        let flag = if args
-            .split_whitespace()
-            .any(|a| a == "-p" || a == "--load-panic")
-        {
+        let flag = if mode == "-p" {
             "/sys/kernel/kexec_crash_loaded"
         } else {
             "/sys/kernel/kexec_loaded"

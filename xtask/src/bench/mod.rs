@@ -151,6 +151,7 @@ pub fn run(args: &Args) -> Result<()> {
             row,
             samples: Vec::new(),
             outside: Vec::new(),
+            clock_rates: Vec::new(),
             errors: Vec::new(),
         })
         .collect();
@@ -161,7 +162,9 @@ pub fn run(args: &Args) -> Result<()> {
     let reboot = |k: &Kind| matches!(k, Kind::Reboot(_));
     let count = |f: fn(&Kind) -> bool| measured.iter().filter(|m| f(&m.row.kind)).count();
     let n_dark = count(dark);
-    let total = (count(in_load_guest) + n_dark + count(cold)) * reps as usize
+    // Each transition boot is also a cold-boot sample.
+    let n_cold = if count(cold) > 0 { n_dark.max(1) } else { 0 };
+    let total = (count(in_load_guest) + n_dark + n_cold) * reps as usize
         + count(reboot) * reboot_reps as usize;
     let mut p = Progress { done: 0, total };
     eprintln!(
@@ -211,23 +214,30 @@ pub fn run(args: &Args) -> Result<()> {
             };
             let name = format!("bench-{}-{}", m.row.id.replace('.', "-"), rep + 1);
             let r = measure::transition_once(&name, imp, mode);
-            if let Ok((c, _)) = &r {
-                cold_samples.push(*c);
+            if let Ok(t) = &r {
+                cold_samples.push((t.cold, t.first_rate));
+                m.clock_rates.push(t.next_rate);
             }
-            p.sample(m, rep, reps, r.map(|(_, d)| d));
+            p.sample(m, rep, reps, r.map(|t| t.dark));
         }
         if let Some(ci) = cold_idx {
-            // With no transition row selected, boot once just for the cold boot.
-            let r = match cold_samples.first() {
-                Some(c) => Ok(*c),
-                None => measure::transition_once(
+            // Every fresh boot above is a cold-boot sample; with no transition row selected,
+            // boot once just for it.
+            if cold_samples.is_empty() {
+                let r = measure::transition_once(
                     &format!("bench-cold-{}", rep + 1),
                     Impl::KexecTools,
                     rows::Mode::ClassicNoChecks,
-                )
-                .map(|(c, _)| c),
-            };
-            p.sample(&mut measured[ci], rep, reps, r);
+                );
+                match r {
+                    Ok(t) => cold_samples.push((t.cold, t.first_rate)),
+                    Err(e) => p.sample(&mut measured[ci], rep, reps, Err(e)),
+                }
+            }
+            for (cold, rate) in cold_samples {
+                measured[ci].clock_rates.push(rate);
+                p.sample(&mut measured[ci], rep, reps, Ok(cold));
+            }
         }
     }
 
@@ -240,14 +250,15 @@ pub fn run(args: &Args) -> Result<()> {
             };
             let name = format!("bench-{}-{}", m.row.id.replace('.', "-"), rep + 1);
             let r = measure::reboot_once(&name, flow, &work);
-            if let Ok((_, outside)) = &r {
+            if let Ok((_, outside, rate)) = &r {
                 eprintln!(
                     "bench:         {} outside the next kernel: {outside:.3} s",
                     m.row.id
                 );
                 m.outside.push(*outside);
+                m.clock_rates.push(*rate);
             }
-            p.sample(m, rep, reboot_reps, r.map(|(total, _)| total));
+            p.sample(m, rep, reboot_reps, r.map(|(total, _, _)| total));
         }
     }
 

@@ -20,6 +20,9 @@ pub struct Measured {
     /// Reboot rows: each sample minus the next kernel's uptime at its ready line (the time
     /// spent outside the next kernel: shutdown, handover, firmware).
     pub outside: Vec<f64>,
+    /// Rows that subtract a kernel's uptime: that kernel's clock rate against the host's,
+    /// per sample (corrected for when it is off by more than 5 %).
+    pub clock_rates: Vec<f64>,
     pub errors: Vec<String>,
 }
 
@@ -41,6 +44,7 @@ pub struct RowReport {
     /// Reboot rows: the latency minus the next kernel's uptime, per sample and summarized.
     pub outside_next_kernel: Vec<f64>,
     pub outside_summary: Option<Summary>,
+    pub guest_clock_rates: Vec<f64>,
     pub ratios: Vec<Ratio>,
     pub errors: Vec<String>,
 }
@@ -123,6 +127,7 @@ pub fn rows(measured: &[Measured]) -> Vec<RowReport> {
                 summary,
                 outside_next_kernel: m.outside.clone(),
                 outside_summary: summarize(&m.outside),
+                guest_clock_rates: m.clock_rates.clone(),
                 ratios,
                 errors: m.errors.clone(),
             }
@@ -161,6 +166,16 @@ pub fn table(report: &Report, measured: &[Measured]) -> String {
                 format!("{:.2}× {}{goal}", x.value, x.against)
             })
             .collect();
+        let off = r
+            .guest_clock_rates
+            .iter()
+            .filter(|x| (**x - 1.0).abs() > 0.05)
+            .count();
+        if off > 0 {
+            ratio.push(format!(
+                "{off} sample(s) with a miscalibrated guest clock, corrected"
+            ));
+        }
         if !r.errors.is_empty() {
             ratio.push(format!("{} failed sample(s)", r.errors.len()));
         }
@@ -247,12 +262,14 @@ mod tests {
                 row: get("load.ours-c"),
                 samples: vec![1.0, 0.8, 0.9],
                 outside: vec![],
+                clock_rates: vec![],
                 errors: vec![],
             },
             Measured {
                 row: get("load.tools-c"),
                 samples: vec![2.0, 1.0, 1.0],
                 outside: vec![],
+                clock_rates: vec![],
                 errors: vec![],
             },
         ];

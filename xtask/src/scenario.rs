@@ -108,6 +108,8 @@ pub struct BootOpts {
     pub layers: Vec<PathBuf>,
     /// Extra QEMU arguments (e.g. UEFI firmware flash drives).
     pub qemu_args: Vec<String>,
+    /// Files added to the guest (in its userland layer).
+    pub extra_files: Vec<guest::ExtraFile>,
 }
 
 impl Default for BootOpts {
@@ -119,6 +121,7 @@ impl Default for BootOpts {
             disk_mb: None,
             layers: Vec::new(),
             qemu_args: Vec::new(),
+            extra_files: Vec::new(),
         }
     }
 }
@@ -164,7 +167,7 @@ impl Run {
             &crate::cache::default_root(),
         )?)?;
         let bins = guest::build_binaries()?;
-        let built = guest::build_initramfs(&k, &user, &bins, &dir)?;
+        let built = guest::build_initramfs(&k, &user, &bins, &opts.extra_files, &dir)?;
         if !opts.layers.is_empty() {
             let mut bytes = std::fs::read(&built.initrd)?;
             for l in &opts.layers {

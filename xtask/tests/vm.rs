@@ -283,10 +283,20 @@ fn crash_kernel(name: &str, k: Kexec) -> Result<()> {
         )?;
         run.exec_and_expect_kexec("echo c > /proc/sysrq-trigger", &marker)?;
         run.ok("test -e /proc/vmcore")?;
-        let magic = run.ok("head -c 4 /proc/vmcore | tail -c 3")?;
+        // The ELF header of a 64-bit x86_64 core file: magic, ELFCLASS64, e_type ET_CORE,
+        // e_machine EM_X86_64.
+        let dump = run.ok("od -An -tx1 -N20 /proc/vmcore")?;
+        let bytes: Vec<u8> = dump
+            .split_whitespace()
+            .filter_map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
         ensure!(
-            magic.trim() == "ELF",
-            "/proc/vmcore does not start with an ELF header: {magic:?}"
+            bytes.len() == 20
+                && bytes[..4] == [0x7f, b'E', b'L', b'F']
+                && bytes[4] == 2
+                && bytes[16] == 4
+                && bytes[18] == 0x3e,
+            "/proc/vmcore does not start with a 64-bit x86_64 ELF core header: {dump:?}"
         );
         Ok(())
     })

@@ -103,6 +103,11 @@ pub struct BootOpts {
     pub memory_mb: u32,
     /// Size of a fresh raw virtio disk to attach, in MiB.
     pub disk_mb: Option<u64>,
+    /// Extra newc archives appended to the guest's initramfs (their files win), e.g. services
+    /// a benchmark installs.
+    pub layers: Vec<PathBuf>,
+    /// Extra QEMU arguments (e.g. UEFI firmware flash drives).
+    pub qemu_args: Vec<String>,
     /// Files added to the guest (in its userland layer).
     pub extra_files: Vec<guest::ExtraFile>,
 }
@@ -114,6 +119,8 @@ impl Default for BootOpts {
             extra_cmdline: Vec::new(),
             memory_mb: 1024,
             disk_mb: None,
+            layers: Vec::new(),
+            qemu_args: Vec::new(),
             extra_files: Vec::new(),
         }
     }
@@ -126,6 +133,8 @@ pub struct Run {
     pub guest: Guest,
     pub vm: Vm,
     pub started: Instant,
+    /// From QEMU's start to the first ready line on the host's clock.
+    pub booted: Duration,
     pub ours_missing: Option<String>,
     /// Deadline for the next kernel to announce itself after an exec.
     pub kexec_deadline: Duration,
@@ -163,6 +172,15 @@ impl Run {
         )?)?;
         let bins = guest::build_binaries()?;
         let built = guest::build_initramfs(&k, &user, &bins, &opts.extra_files, &dir)?;
+        if !opts.layers.is_empty() {
+            let mut bytes = std::fs::read(&built.initrd)?;
+            for l in &opts.layers {
+                bytes.extend(
+                    std::fs::read(l).with_context(|| format!("cannot read {}", l.display()))?,
+                );
+            }
+            std::fs::write(&built.initrd, &bytes)?;
+        }
         let disk = match opts.disk_mb {
             Some(mb) => {
                 let p = dir.join("disk.img");
@@ -187,13 +205,14 @@ impl Run {
         };
         let accel = crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel));
         let started = Instant::now();
-        let vm = Vm::start(&guest, accel, &dir)?;
+        let vm = Vm::start_with(&guest, accel, &dir, &opts.qemu_args)?;
         let mut run = Run {
             name: name.to_string(),
             dir,
             guest,
             vm,
             started,
+            booted: Duration::ZERO,
             ours_missing: bins.ours.err(),
             kexec_deadline: KEXEC_DEADLINE,
             boot_time: None,
@@ -202,7 +221,8 @@ impl Run {
         };
         let marker = run.guest.marker.clone();
         run.expect_ready(&marker, BOOT_DEADLINE, "first boot of the guest")?;
-        run.boot_time = Some(started.elapsed());
+        run.booted = started.elapsed();
+        run.boot_time = Some(run.booted);
         eprintln!(
             "[{name}] booted ({}) in {:.1} s",
             run.guest.profile,

@@ -203,6 +203,15 @@ pub fn check(facts: &Facts, state: &KexecState, crash: bool, abilities: Abilitie
             )),
         }
     }
+    if !crash {
+        if let Some(n) = state.crash_size.or(facts.crash_size).filter(|n| *n > 0) {
+            out.push(finding(
+                Ok,
+                format!("{} MiB reserved for a crash kernel (kexec -p)", n >> 20),
+                None,
+            ));
+        }
+    }
     if state.loaded.is_none() {
         out.push(finding(
             Warning,

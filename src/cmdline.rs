@@ -198,15 +198,15 @@ pub enum BuildError {
 /// The capacity of a bzImage's command line: `cmdline_size` from its setup
 /// header (boot protocol 2.06+; 255 before), minus the room the kernel keeps
 /// for `elfcorehdr=` when loading a crash kernel.
-pub fn bzimage_capacity(cmdline_size: Option<u32>, crash: bool) -> (usize, String) {
+pub fn bzimage_capacity(kernel: &str, cmdline_size: Option<u32>, crash: bool) -> (usize, String) {
     let (size, what) = match cmdline_size {
         Some(n) => (
             n as usize,
-            format!("this kernel (its setup header's cmdline_size is {n})"),
+            format!("kernel {kernel} (its setup header's cmdline_size is {n})"),
         ),
         None => (
             255,
-            "this kernel (boot protocol before 2.06: 255 bytes)".to_string(),
+            format!("kernel {kernel} (boot protocol before 2.06: 255 bytes)"),
         ),
     };
     if crash {
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn length_is_checked_against_the_capacity() {
-        let cap = bzimage_capacity(Some(10), false);
+        let cap = bzimage_capacity("vmlinuz", Some(10), false);
         let mut c = Cmdline::new(Some(cap.clone()));
         c.push("12345").unwrap();
         c.push("1234").unwrap(); // 5 + 1 + 4 = 10: exactly fits
@@ -324,12 +324,16 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(err.to_string().contains("cmdline_size is 10"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("kernel vmlinuz (its setup header's cmdline_size is 10)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn crash_capacity_keeps_room_for_elfcorehdr() {
-        assert_eq!(bzimage_capacity(Some(2047), true).0, 2047 - 31);
-        assert_eq!(bzimage_capacity(None, false).0, 255);
+        assert_eq!(bzimage_capacity("k", Some(2047), true).0, 2047 - 31);
+        assert_eq!(bzimage_capacity("k", None, false).0, 255);
     }
 }

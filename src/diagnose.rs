@@ -395,42 +395,38 @@ pub fn explain(
 }
 
 fn explain_enosys(op: Op, facts: &Facts) -> Diagnosis {
-    let seccomp = if facts.seccomp.is_some_and(|s| s != 0) {
-        " or a seccomp filter on this process (Seccomp: 2 in /proc/self/status) hides it"
-    } else {
-        ""
-    };
+    let seccomp = facts.seccomp.is_some_and(|s| s != 0);
     let source = facts
         .config
         .as_ref()
         .map(|c| c.source.clone())
         .unwrap_or_default();
+    let (name, option) = match op {
+        Op::FileLoad | Op::FileUnload => ("kexec_file_load", "CONFIG_KEXEC_FILE"),
+        _ => ("kexec_load", "CONFIG_KEXEC"),
+    };
+    let why = match (facts.config_enabled(option), seccomp) {
+        (Some(false), _) => format!("this kernel was built without {option} ({source})"),
+        (Some(true), true) => format!(
+            "the kernel has {option} ({source}), so a seccomp filter on this process (Seccomp: 2 in /proc/self/status) hides the call"
+        ),
+        (Some(true), false) => format!("the kernel config ({source}) has {option}, yet the call is missing"),
+        (None, true) => format!(
+            "either this kernel was built without {option}, or a seccomp filter on this process (Seccomp: 2 in /proc/self/status) hides the call"
+        ),
+        (None, false) => format!("this kernel was built without {option}"),
+    };
     match op {
-        Op::FileLoad | Op::FileUnload => {
-            let built = match facts.config_enabled("CONFIG_KEXEC_FILE") {
-                Some(false) => {
-                    format!("this kernel was built without CONFIG_KEXEC_FILE ({source})")
-                }
-                Some(true) => {
-                    "the kernel config has CONFIG_KEXEC_FILE, yet the call is missing".to_string()
-                }
-                None => "this kernel was built without CONFIG_KEXEC_FILE".to_string(),
-            };
-            Diagnosis::new(
-                format!("kexec_file_load is not available: {built}{seccomp} (Alpine's x86_64 kernels have only kexec_load)"),
-                "drop -s: the default mode (or -c) loads through kexec_load",
-            )
-        }
-        _ => {
-            let built = match facts.config_enabled("CONFIG_KEXEC") {
-                Some(false) => format!("this kernel was built without CONFIG_KEXEC ({source})"),
-                _ => "this kernel was built without CONFIG_KEXEC".to_string(),
-            };
-            Diagnosis::new(
-                format!("kexec_load is not available: {built}{seccomp}; this kernel cannot kexec at all"),
-                "boot a kernel built with CONFIG_KEXEC=y (and CONFIG_KEXEC_FILE=y for -s)",
-            )
-        }
+        Op::FileLoad | Op::FileUnload => Diagnosis::new(
+            format!(
+                "{name} is not available: {why} (Alpine's x86_64 kernels have only kexec_load)"
+            ),
+            "drop -s: the default mode (or -c) loads through kexec_load",
+        ),
+        _ => Diagnosis::new(
+            format!("{name} is not available: {why}; without it this kernel cannot kexec at all"),
+            "boot a kernel built with CONFIG_KEXEC=y (and CONFIG_KEXEC_FILE=y for -s)",
+        ),
     }
 }
 

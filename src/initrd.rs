@@ -85,6 +85,14 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The absolute name of a part, for the load record.
+fn display_name(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
 fn open_file(path: &Path) -> Result<File> {
     let file = File::open(path).map_err(|source| Error::Open {
         path: path.to_owned(),
@@ -133,7 +141,7 @@ pub fn from_paths(paths: &[PathBuf]) -> Result<Option<Initrd>> {
                     path: p.clone(),
                     source,
                 })?;
-                datas.push((p.display().to_string(), data));
+                datas.push((display_name(p), data));
             }
             let named: Vec<(String, &[u8])> = datas
                 .iter()

@@ -24,7 +24,7 @@ pub enum Error {
     },
     #[error("kernel {path} is a directory; give the kernel image file (e.g. /boot/vmlinuz-lts)")]
     Directory { path: PathBuf },
-    #[error("kernel {path} is empty; the file is truncated or not a kernel")]
+    #[error("kernel {path} is empty (0 bytes): it was cut short, e.g. by a full /boot; reinstall the kernel package or give another kernel image")]
     Empty { path: PathBuf },
     #[error("cannot read kernel {path}: {source}")]
     Read {
@@ -72,6 +72,8 @@ pub struct KernelFile {
     /// The x86 setup header, when the kernel is a bzImage.
     pub setup: Option<SetupHeader>,
     pub uki: Option<UkiParts>,
+    /// The architecture the kernel is built for (`uname -m` spelling), when known.
+    pub arch: Option<String>,
 }
 
 fn format_name(f: &Format) -> &'static str {
@@ -125,9 +127,15 @@ impl KernelFile {
         let kernel: Cow<'_, [u8]> = match &format {
             Format::Unknown(_) => {
                 // Let the library say what the file looks like.
-                return Err(img(image::inspect_bytes(&bytes)
+                let source = image::inspect_bytes(&bytes)
                     .err()
-                    .unwrap_or(image::Error::Empty)));
+                    .unwrap_or(image::Error::Empty);
+                return Err(Error::Image {
+                    path: path.to_owned(),
+                    source,
+                    advice: "give the kernel image instead (a bzImage, vmlinux, arm64 Image/Image.gz, zboot or UKI, \
+                             such as /boot/vmlinuz-lts)",
+                });
             }
             Format::Initramfs { .. } => {
                 return Err(Error::IsInitramfs {
@@ -172,6 +180,23 @@ impl KernelFile {
                 (staged, k)
             }
         };
+        // Validate the kernel proper now, so a truncated or corrupt file is a
+        // one-line error naming it instead of an errno from the kernel.
+        let arch = match image::detect(&kernel) {
+            Format::Bzimage { .. } => {
+                crate::image::bzimage::BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
+                // A bzImage boots on any x86 machine (old ones have no
+                // xloadflags to tell 32 from 64 bits).
+                Some("x86".to_string())
+            }
+            Format::Vmlinux => Some(
+                crate::image::elf::parse(&kernel)
+                    .map_err(|e| img(e.into()))?
+                    .machine,
+            ),
+            Format::Arm64Image { .. } => Some("aarch64".to_string()),
+            _ => None,
+        };
         let setup = SetupHeader::parse(&kernel).ok();
         Ok(KernelFile {
             path: path.to_owned(),
@@ -181,6 +206,7 @@ impl KernelFile {
             unpacked,
             setup,
             uki: uki_parts,
+            arch,
         })
     }
 
@@ -233,11 +259,30 @@ impl KernelFile {
         }
     }
 
+    /// Whether a kernel built for `self.arch` can run on a machine whose
+    /// `uname -m` is `machine` (unknown counts as yes: the kernel decides).
+    pub fn runs_on(&self, machine: &str) -> bool {
+        fn family(a: &str) -> &str {
+            match a {
+                "x86" | "x86_64" | "i386" | "i486" | "i586" | "i686" => "x86",
+                "aarch64" | "arm64" => "arm64",
+                other => other,
+            }
+        }
+        self.arch
+            .as_deref()
+            .map_or(true, |a| family(a) == family(machine))
+    }
+
     /// The command-line capacity this kernel declares, when it is a bzImage.
     pub fn cmdline_capacity(&self, crash: bool) -> Option<(usize, String)> {
-        self.setup
-            .as_ref()
-            .map(|h| crate::cmdline::bzimage_capacity(h.cmdline_size, crash))
+        self.setup.as_ref().map(|h| {
+            crate::cmdline::bzimage_capacity(
+                &self.path.display().to_string(),
+                h.cmdline_size,
+                crash,
+            )
+        })
     }
 }
 
@@ -299,6 +344,27 @@ mod tests {
             KernelFile::open(&cpio),
             Err(Error::IsInitramfs { .. })
         ));
+    }
+
+    #[test]
+    fn truncated_and_foreign_kernels_are_identified() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = |name: &str| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name)
+        };
+        let err = KernelFile::open(&fixture("bzimage-truncated.bin")).unwrap_err();
+        assert!(err.to_string().contains("bzimage-truncated.bin"), "{err}");
+        let k = KernelFile::open(&fixture("arm64-Image.bin")).unwrap();
+        assert_eq!(k.arch.as_deref(), Some("aarch64"));
+        let k = KernelFile::open(&fixture("vmlinux-x86_64.elf")).unwrap();
+        assert_eq!(k.arch.as_deref(), Some("x86_64"));
+        assert!(k.runs_on("x86_64") && !k.runs_on("aarch64"));
+        let p = dir.path().join("vmlinuz");
+        std::fs::write(&p, tiny_bzimage("6.6.0")).unwrap();
+        let k = KernelFile::open(&p).unwrap();
+        assert!(k.runs_on("x86_64") && k.runs_on("i686") && !k.runs_on("aarch64"));
     }
 
     #[test]

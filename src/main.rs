@@ -41,14 +41,9 @@ fn dispatch(command: Command) -> u8 {
         Command::Info { images, json } => info(&images, json),
         Command::Check { crash, json } => {
             let facts = SystemView::live().facts();
-            let report = check::check(
-                &facts,
-                &sys.state(),
-                crash,
-                Abilities {
-                    classic: kexec::classic::purgatory::available(),
-                },
-            );
+            // The classic loader builds x86_64 boot_params only.
+            let classic = facts.arch == "x86_64" && kexec::classic::purgatory::available();
+            let report = check::check(&facts, &sys.state(), crash, Abilities { classic });
             if json {
                 println!(
                     "{}",

@@ -33,6 +33,10 @@ fn magic_prefix() -> impl Strategy<Value = Vec<u8>> {
         Just(vec![0xfd, b'7', b'z', b'X', b'Z', 0]),
         Just(vec![0x28, 0xb5, 0x2f, 0xfd]),
         Just(vec![0x02, 0x21, 0x4c, 0x18]),
+        Just(vec![
+            0x5d, 0, 0, 0x80, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+        ]),
+        Just(vec![0x5d, 0, 0, 0x80, 0, 0x00, 0x10, 0, 0, 0, 0, 0, 0]),
         Just(b"070701".to_vec()),
         Just(b"07070100000001".to_vec()),
         Just(Vec::new()),

@@ -402,7 +402,7 @@ fn check_against_package(k: &CachedKernel, r: &ImageReport) {
 }
 
 /// Decompresses the bzImage's payload (when this crate can: gzip, xz,
-/// zstd, lz4) and checks the vmlinux inside against the package: an x86_64 ELF
+/// zstd, lz4, lzma) and checks the vmlinux inside against the package: an x86_64 ELF
 /// kernel whose build-salt note is the kernel release and whose first
 /// PT_LOAD sits at CONFIG_PHYSICAL_START.
 fn check_vmlinux_inside(
@@ -413,10 +413,16 @@ fn check_vmlinux_inside(
     let c = z.payload.as_ref().and_then(|p| p.compression);
     if !matches!(
         c,
-        Some(Compression::Gzip | Compression::Xz | Compression::Zstd | Compression::Lz4)
+        Some(
+            Compression::Gzip
+                | Compression::Xz
+                | Compression::Zstd
+                | Compression::Lz4
+                | Compression::Lzma
+        )
     ) {
         eprintln!(
-            "{}: {c:?} payload not decompressed (only gzip, xz, zstd and lz4 are)",
+            "{}: {c:?} payload not decompressed (only gzip, xz, zstd, lz4 and lzma are)",
             k.name
         );
         return;
@@ -486,4 +492,17 @@ fn cached_real_kernels_match_their_packages_and_snapshots() {
             });
         }
     }
+}
+
+#[test]
+fn authenticode_signature_is_seen_only_where_attached() {
+    let signed = |name: &str| match inspect_fixture(name).expect("valid fixture").image {
+        Image::Bzimage(z) => z.efi_stub.map(|p| p.signed),
+        Image::Arm64Image(a) => a.efi.map(|p| p.signed),
+        other => panic!("{name}: {}", other.format_name()),
+    };
+    assert_eq!(signed("bzimage-efi-signed.bin"), Some(true));
+    assert_eq!(signed("bzimage-efi-stub.bin"), Some(false));
+    assert_eq!(signed("arm64-Image-efi.bin"), Some(false));
+    assert_eq!(signed("bzimage-2.15-gzip.bin"), None);
 }

@@ -61,7 +61,13 @@ fn tree(dir: &Path, files: &[(&str, &[u8])]) {
 
 fn report(bytes: &[u8]) -> initramfs::InitramfsReport {
     match image::inspect_bytes(bytes)
-        .expect("a valid initramfs")
+        .unwrap_or_else(|e| {
+            panic!(
+                "a valid initramfs: {e}; starts {:02x?}, {} bytes",
+                &bytes[..bytes.len().min(16)],
+                bytes.len()
+            )
+        })
         .image
     {
         Image::Initramfs(r) => r,
@@ -110,6 +116,7 @@ fn archives_from_real_tools_are_read_exactly() {
         ("xz", &["--check=crc32", "-c"], Compression::Xz),
         ("zstd", &["-q", "-19", "-c"], Compression::Zstd),
         ("lz4", &["-l", "-q", "-c"], Compression::Lz4),
+        ("lzma", &["-c"], Compression::Lzma),
         ("bzip2", &["-c"], Compression::Bzip2),
     ];
     let plain = report(&main_cpio);
@@ -134,7 +141,11 @@ fn archives_from_real_tools_are_read_exactly() {
         assert_eq!(r.segments[0].compression, Some(*format), "{tool}");
         let decodable = matches!(
             format,
-            Compression::Gzip | Compression::Xz | Compression::Zstd | Compression::Lz4
+            Compression::Gzip
+                | Compression::Xz
+                | Compression::Zstd
+                | Compression::Lz4
+                | Compression::Lzma
         );
         assert_eq!(
             r.segments[0].entries,

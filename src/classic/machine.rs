@@ -79,6 +79,27 @@ pub struct MemoryRange {
     pub kind: MemKind,
 }
 
+/// One EFI runtime memory region, as `/sys/firmware/efi/runtime-map/N`
+/// describes it (the virtual address is the one the running kernel chose,
+/// which the new kernel must keep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EfiMemDesc {
+    pub kind: u32,
+    pub phys_addr: u64,
+    pub virt_addr: u64,
+    pub num_pages: u64,
+    pub attribute: u64,
+}
+
+/// The EFI facts of `/sys/firmware/efi` for the `SETUP_EFI` node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EfiRuntime {
+    pub fw_vendor: u64,
+    pub config_table: u64,
+    pub smbios: u64,
+    pub map: Vec<EfiMemDesc>,
+}
+
 /// A snapshot of the machine, as `kexec_load` needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Machine {
@@ -95,6 +116,9 @@ pub struct Machine {
     pub efi_acpi_rsdp: Option<u64>,
     /// True when booted through EFI (`/sys/firmware/efi` exists).
     pub efi: bool,
+    /// What a new kernel needs to keep using EFI runtime services; `None`
+    /// without EFI or without `CONFIG_EFI_RUNTIME_MAP`.
+    pub efi_runtime: Option<EfiRuntime>,
     /// Per-CPU crash note buffers (`/sys/devices/system/cpu/cpuN/crash_notes`).
     pub crash_notes: Vec<Range>,
     /// The vmcoreinfo note (`/sys/kernel/vmcoreinfo`).
@@ -136,8 +160,14 @@ impl Machine {
         let efi_acpi_rsdp = fs::read_to_string(root.join("sys/firmware/efi/systab"))
             .ok()
             .and_then(|s| parse_systab_rsdp(&s));
+        let efi_runtime = if efi {
+            read_efi_runtime(&root.join("sys/firmware/efi"))?
+        } else {
+            None
+        };
         Ok(Machine {
             memmap,
+            efi_runtime,
             system_ram,
             crash_reservations,
             boot_params,
@@ -149,6 +179,13 @@ impl Machine {
                 .and_then(|s| parse_vmcoreinfo(&s)),
             page_offset: read_page_offset(&root.join("proc/kcore")).unwrap_or(DEFAULT_PAGE_OFFSET),
         })
+    }
+
+    /// True when the running kernel uses 5-level paging: its direct map then
+    /// starts below the 4-level kernel half (0xffff800000000000). Paging
+    /// mode survives kexec, so the new kernel must support it too.
+    pub fn five_level_paging(&self) -> bool {
+        self.page_offset < 0xffff_8000_0000_0000
     }
 
     /// The firmware map's RAM ranges.
@@ -225,6 +262,10 @@ pub fn parse_iomem(s: &str) -> (Vec<Range>, Vec<Range>) {
         let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
             continue;
         };
+        // Without CAP_SYS_ADMIN the kernel shows every range as 0-0.
+        if a == 0 && b == 0 {
+            continue;
+        }
         let Some(r) = Range::inclusive(a, b) else {
             continue;
         };
@@ -256,6 +297,48 @@ pub fn parse_vmcoreinfo(s: &str) -> Option<Range> {
     let addr = hex(it.next()?)?;
     let size = hex(it.next()?)?;
     (size > 0).then(|| Range::new(addr, addr.saturating_add(size)))
+}
+
+fn read_efi_runtime(dir: &Path) -> Result<Option<EfiRuntime>> {
+    let Ok(entries) = fs::read_dir(dir.join("runtime-map")) else {
+        return Ok(None);
+    };
+    let mut numbered: Vec<(u32, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .collect();
+    numbered.sort();
+    let mut map = Vec::new();
+    for (_, d) in numbered {
+        let field =
+            |name: &str| -> Result<u64> { parse_hex(&d.join(name), &read_string(&d.join(name))?) };
+        map.push(EfiMemDesc {
+            kind: u32::try_from(field("type")?).map_err(|_| Error::Parse {
+                path: d.join("type"),
+                what: "type does not fit in 32 bits".into(),
+            })?,
+            phys_addr: field("phys_addr")?,
+            virt_addr: field("virt_addr")?,
+            num_pages: field("num_pages")?,
+            attribute: field("attribute")?,
+        });
+    }
+    let value =
+        |name: &str| -> Result<u64> { parse_hex(&dir.join(name), &read_string(&dir.join(name))?) };
+    let smbios = fs::read_to_string(dir.join("systab"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SMBIOS=").map(str::to_owned))
+        })
+        .and_then(|v| u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    Ok(Some(EfiRuntime {
+        fw_vendor: value("fw_vendor")?,
+        config_table: value("config_table")?,
+        smbios,
+        map,
+    }))
 }
 
 fn read_crash_notes(cpu_dir: &Path) -> Result<Vec<Range>> {
@@ -369,6 +452,9 @@ mod tests {
             ]
         );
         assert_eq!(crash, vec![Range::new(0x2f000000, 0x3f000000)]);
+        // What a non-root user sees: nothing usable.
+        let hidden = "00000000-00000000 : System RAM\n  00000000-00000000 : Crash kernel\n";
+        assert_eq!(parse_iomem(hidden), (vec![], vec![]));
     }
 
     #[test]

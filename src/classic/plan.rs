@@ -10,7 +10,9 @@ use super::memory::{page_align, FreeList, Range, MIB, PAGE_SIZE};
 use super::purgatory::{self, Params, Region};
 use super::zeropage::{self, E820Entry, Placement};
 use super::{crash, Error, LoadPlan, Machine, Request, Result, KEXEC_ARCH_X86_64, KEXEC_ON_CRASH};
-use crate::image::bzimage::{SetupHeader, LOADED_HIGH, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_KERNEL_64};
+use crate::image::bzimage::{
+    SetupHeader, LOADED_HIGH, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_KEXEC, XLF_KERNEL_64,
+};
 use crate::syscall::Segment;
 use sha2::{Digest, Sha256};
 
@@ -30,6 +32,9 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     }
     let hdr = SetupHeader::parse(req.kernel)?;
     check_loadable(&hdr)?;
+    if machine.five_level_paging() && !hdr.xloadflag(XLF_5LEVEL) {
+        return Err(Error::No5LevelPaging);
+    }
     if let Some(i) = req.cmdline.iter().position(|&c| c == 0) {
         return Err(Error::CmdlineNul(i));
     }
@@ -72,7 +77,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     let pm = req.kernel.get(hdr.protected_mode_offset()..).unwrap_or(&[]);
     let pm_len = pm.len() as u64;
     let kernel_memsz = page_align(pm_len.max(u64::from(hdr.init_size.unwrap_or(0))))
-        .ok_or_else(|| Error::Unsupported("its init_size overflows".into()))?;
+        .ok_or(Error::TooLarge("kernel (init_size)"))?;
     let kernel_addr = place_kernel(&hdr, &mut free, kernel_memsz, limit)?;
 
     // The initrd, page aligned, below initrd_addr_max unless the kernel
@@ -80,8 +85,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     let initrd = match req.initrd.filter(|i| !i.is_empty()) {
         None => None,
         Some(data) => {
-            let size = page_align(data.len() as u64)
-                .ok_or_else(|| Error::Unsupported("initrd size overflows".into()))?;
+            let size = page_align(data.len() as u64).ok_or(Error::TooLarge("initrd"))?;
             let max_end = if above_4g {
                 u64::MAX
             } else {
@@ -136,10 +140,26 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
         });
     }
 
+    // EFI runtime services survive only if the new kernel knows the kexec
+    // hand-over (XLF_EFI_KEXEC) and the running one was booted through EFI;
+    // otherwise the new kernel boots without EFI, finding ACPI through
+    // acpi_rsdp_addr.
+    let efi = machine.efi_runtime.as_ref().filter(|_| {
+        hdr.xloadflag(XLF_EFI_KEXEC)
+            && machine
+                .boot_params
+                .as_deref()
+                .and_then(|p| zeropage::read_u32(p, zeropage::offsets::EFI_MEMMAP_SIZE))
+                .is_some_and(|n| n != 0)
+    });
+
     // The zero page with the command line and setup_data behind it. Kept
     // below 4 GiB: older kernels read only the low half of its pointers.
     let zp_size =
-        page_align(zeropage::segment_len(cmdline.len(), e820.len()) as u64).unwrap_or(u64::MAX);
+        page_align(
+            zeropage::segment_len(cmdline.len(), e820.len(), efi.map(|e| e.map.len())) as u64,
+        )
+        .unwrap_or(u64::MAX);
     let zp_addr = free
         .take_top_down(zp_size, PAGE_SIZE, MIB, FOUR_GIB)
         .ok_or_else(|| no_room("zero page", zp_size, &free, " below 4 GiB".into()))?;
@@ -153,6 +173,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
             kernel: kernel_addr,
             initrd: initrd.map(|(a, d)| (a, d.len() as u64)),
         },
+        efi,
     );
 
     let mut segments = vec![Segment {
@@ -214,17 +235,13 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
 
 fn check_loadable(hdr: &SetupHeader) -> Result<()> {
     if hdr.version < 0x020c || !hdr.xloadflag(XLF_KERNEL_64) {
-        return Err(Error::Unsupported(format!(
-            "boot protocol {}.{:02} with xloadflags {:#x} has no 64-bit entry point (needs protocol 2.12+ and XLF_KERNEL_64); use a 64-bit kernel",
-            hdr.version >> 8,
-            hdr.version & 0xff,
-            hdr.xloadflags.unwrap_or(0)
-        )));
+        return Err(Error::No64BitEntry {
+            version: hdr.version,
+            xloadflags: hdr.xloadflags.unwrap_or(0),
+        });
     }
     if hdr.loadflags & LOADED_HIGH == 0 {
-        return Err(Error::Unsupported(
-            "it is a zImage (loadflags LOADED_HIGH clear), which loads below 1 MiB".into(),
-        ));
+        return Err(Error::ZImage);
     }
     Ok(())
 }
@@ -243,9 +260,7 @@ fn place_kernel(hdr: &SetupHeader, free: &mut FreeList, memsz: u64, limit: u64) 
     }
     let align = u64::from(hdr.kernel_alignment.unwrap_or(0)).max(PAGE_SIZE);
     if !align.is_power_of_two() {
-        return Err(Error::Unsupported(format!(
-            "its kernel_alignment {align:#x} is not a power of two"
-        )));
+        return Err(Error::BadAlignment(align));
     }
     // A relocatable 64-bit kernel decompresses at max(load address,
     // LOAD_PHYSICAL_ADDR = pref_address): loading it lower would let it

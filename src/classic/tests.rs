@@ -393,7 +393,10 @@ fn kernels_that_cannot_be_loaded_are_refused() {
     }
     .image();
     let e = plan(&req(&not64, None, b""), &m).unwrap_err();
-    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    assert!(
+        matches!(e, Error::No64BitEntry { xloadflags: 0, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("XLF_KERNEL_64"));
     let old = Kernel {
         version: 0x020b,
@@ -402,7 +405,10 @@ fn kernels_that_cannot_be_loaded_are_refused() {
     .image();
     assert!(matches!(
         plan(&req(&old, None, b""), &m),
-        Err(Error::Unsupported(_))
+        Err(Error::No64BitEntry {
+            version: 0x020b,
+            ..
+        })
     ));
     assert!(matches!(
         plan(&req(b"not a kernel", None, b""), &m),
@@ -415,8 +421,31 @@ fn kernels_that_cannot_be_loaded_are_refused() {
     .image();
     assert!(matches!(
         plan(&req(&odd, None, b""), &m),
-        Err(Error::Unsupported(_))
+        Err(Error::BadAlignment(0x30_0000))
     ));
+    let mut zimage = Kernel::default().image();
+    zimage[0x211] = 0;
+    assert!(matches!(
+        plan(&req(&zimage, None, b""), &m),
+        Err(Error::ZImage)
+    ));
+}
+
+#[test]
+fn five_level_paging_needs_a_kernel_that_supports_it() {
+    let mut m = qemu_machine();
+    m.page_offset = 0xff11_0000_0000_0000;
+    assert!(m.five_level_paging());
+    let k4 = Kernel {
+        xloadflags: 0x7f & !0x20,
+        ..Kernel::default()
+    }
+    .image();
+    let e = plan(&req(&k4, None, b""), &m).unwrap_err();
+    assert!(matches!(e, Error::No5LevelPaging), "{e}");
+    assert!(plan(&req(&Kernel::default().image(), None, b""), &m).is_ok());
+    m.page_offset = super::machine::DEFAULT_PAGE_OFFSET;
+    assert!(plan(&req(&k4, None, b""), &m).is_ok());
 }
 
 #[test]
@@ -521,4 +550,124 @@ fn a_missing_memory_map_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let e = Machine::from_root(dir.path()).unwrap_err();
     assert!(e.to_string().contains("sys/firmware/memmap"), "{e}");
+}
+
+#[test]
+fn efi_machines_hand_over_the_runtime_map_to_kernels_that_take_it() {
+    let dir = fake_root(QEMU_1G, None);
+    let root = dir.path();
+    let efi = root.join("sys/firmware/efi");
+    write(
+        &efi.join("systab"),
+        "ACPI20=0x3f77d014\nACPI=0x3f77d000\nSMBIOS=0x3f520000\n",
+    );
+    write(&efi.join("fw_vendor"), "0x3f6ab018\n");
+    write(&efi.join("runtime"), "0x3f6aaa98\n");
+    write(&efi.join("config_table"), "0x3f6a9018\n");
+    for (i, (ty, phys, virt, pages)) in [
+        (5u32, 0x3f4ec000u64, 0xfffffffeee000000u64, 0x10u64),
+        (6, 0x3f500000, 0xfffffffeee010000, 0x20),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = efi.join(format!("runtime-map/{i}"));
+        write(&d.join("type"), format!("0x{ty:x}\n"));
+        write(&d.join("phys_addr"), format!("0x{phys:x}\n"));
+        write(&d.join("virt_addr"), format!("0x{virt:x}\n"));
+        write(&d.join("num_pages"), format!("0x{pages:x}\n"));
+        write(&d.join("attribute"), "0x800000000000000f\n");
+    }
+    // The running kernel's efi_info: "EL64", systab, a non-empty memmap.
+    let mut bp = fs::read(root.join("sys/kernel/boot_params/data")).unwrap();
+    bp[0x1c0..0x1c4].copy_from_slice(b"EL64");
+    bp[0x1c4..0x1c8].copy_from_slice(&0x3f6a_a018u32.to_le_bytes());
+    bp[0x1cc..0x1d0].copy_from_slice(&1u32.to_le_bytes());
+    bp[0x1d4..0x1d8].copy_from_slice(&0x1b00u32.to_le_bytes());
+    bp[0x70..0x78].copy_from_slice(&0u64.to_le_bytes());
+    write(&root.join("sys/kernel/boot_params/data"), bp);
+    let m = Machine::from_root(root).unwrap();
+    assert!(m.efi);
+    assert_eq!(m.efi_acpi_rsdp, Some(0x3f77_d014));
+    assert_eq!(m.efi_runtime.as_ref().unwrap().map.len(), 2);
+
+    let k = Kernel::default().image();
+    let plan = plan(&req(&k, None, b"console=ttyS0"), &m).unwrap();
+    let zp = &segment_at(&plan, plan.zero_page_addr).buf;
+    assert_eq!(read_u64(zp, offsets::ACPI_RSDP), Some(0x3f77_d014));
+    assert_eq!(
+        &zp[offsets::EFI_LOADER_SIGNATURE..offsets::EFI_LOADER_SIGNATURE + 4],
+        b"EL64"
+    );
+    assert_eq!(
+        read_u32(zp, offsets::EFI_LOADER_SIGNATURE + 4),
+        Some(0x3f6a_a018),
+        "efi_systab"
+    );
+    assert_eq!(read_u32(zp, offsets::EFI_MEMDESC_SIZE), Some(40));
+    assert_eq!(read_u32(zp, offsets::EFI_MEMMAP_SIZE), Some(80));
+    let map = read_u32(zp, offsets::EFI_MEMMAP).unwrap() as u64 - plan.zero_page_addr;
+    let d1 = map as usize + 40;
+    assert_eq!(read_u32(zp, d1), Some(6));
+    assert_eq!(read_u64(zp, d1 + 8), Some(0x3f50_0000));
+    assert_eq!(read_u64(zp, d1 + 16), Some(0xffff_fffe_ee01_0000));
+    assert_eq!(read_u64(zp, d1 + 24), Some(0x20));
+    // The SETUP_EFI node heads the setup_data chain.
+    let node = (read_u64(zp, offsets::SETUP_DATA).unwrap() - plan.zero_page_addr) as usize;
+    assert_eq!(read_u32(zp, node + 8), Some(4));
+    assert_eq!(read_u32(zp, node + 12), Some(96));
+    assert_eq!(read_u64(zp, node + 16), Some(0x3f6a_b018), "fw_vendor");
+    assert_eq!(read_u64(zp, node + 32), Some(0x3f6a_9018), "tables");
+    assert_eq!(read_u64(zp, node + 40), Some(0x3f52_0000), "smbios");
+
+    // A kernel without XLF_EFI_KEXEC boots without EFI: no efi_info, no node.
+    let old = Kernel {
+        xloadflags: 0x7f & !0x10,
+        ..Kernel::default()
+    }
+    .image();
+    let plan = super::plan(&req(&old, None, b""), &m).unwrap();
+    let zp = &segment_at(&plan, plan.zero_page_addr).buf;
+    assert_eq!(read_u32(zp, offsets::EFI_LOADER_SIGNATURE), Some(0));
+    assert_eq!(read_u64(zp, offsets::SETUP_DATA), Some(0));
+    assert_eq!(
+        read_u64(zp, offsets::ACPI_RSDP),
+        Some(0x3f77_d014),
+        "ACPI still found"
+    );
+}
+
+/// Whatever the header says, planning returns a result or an error, never a
+/// panic (the inputs are user files; the image parsers are fuzzed the same way).
+#[test]
+fn mutated_headers_never_panic() {
+    let m = qemu_machine();
+    let base = Kernel {
+        pm_len: 0x2000,
+        ..Kernel::default()
+    }
+    .image();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut k = base.clone();
+        for _ in 0..(next() % 8 + 1) {
+            let at = 0x1f0 + (next() % 0x80) as usize;
+            k[at] = next() as u8;
+        }
+        let len = if next() % 4 == 0 {
+            (next() % k.len() as u64) as usize
+        } else {
+            k.len()
+        };
+        let initrd = [1u8; 10];
+        let mut r = req(&k[..len], Some(&initrd), b"console=ttyS0");
+        r.crash = next() % 8 == 0;
+        let _ = plan(&r, &m);
+    }
 }

@@ -5,7 +5,7 @@
 //! loader is expected to fill is written; everything else stays zero, and
 //! `sentinel` stays 0 so the new kernel trusts the fields we set.
 
-use super::machine::{Machine, MemKind};
+use super::machine::{EfiRuntime, Machine, MemKind};
 use super::memory::MIB;
 use crate::image::bzimage::{SetupHeader, SETUP_HEADER_OFFSET};
 
@@ -28,8 +28,18 @@ const OFF_ACPI_RSDP: usize = 0x070;
 const OFF_EXT_RAMDISK_IMAGE: usize = 0x0c0;
 const OFF_EXT_RAMDISK_SIZE: usize = 0x0c4;
 const OFF_EXT_CMD_LINE_PTR: usize = 0x0c8;
+// struct efi_info: signature, systab, memdesc_size, memdesc_version,
+// memmap, memmap_size, systab_hi, memmap_hi (u32 each).
+const OFF_EFI_LOADER_SIGNATURE: usize = 0x1c0;
+const OFF_EFI_MEMDESC_SIZE: usize = 0x1c8;
+const OFF_EFI_MEMDESC_VERSION: usize = 0x1cc;
+const OFF_EFI_MEMMAP: usize = 0x1d0;
+const OFF_EFI_MEMMAP_SIZE: usize = 0x1d4;
+const OFF_EFI_SYSTAB_HI: usize = 0x1d8;
+const OFF_EFI_MEMMAP_HI: usize = 0x1dc;
 const OFF_ALT_MEM_K: usize = 0x1e0;
 const OFF_E820_ENTRIES: usize = 0x1e8;
+const OFF_SECURE_BOOT: usize = 0x1ec;
 const OFF_SENTINEL: usize = 0x1ef;
 const OFF_TYPE_OF_LOADER: usize = 0x210;
 const OFF_LOADFLAGS: usize = 0x211;
@@ -61,16 +71,52 @@ pub struct Placement {
     pub initrd: Option<(u64, u64)>,
 }
 
-/// Bytes of the zero-page segment for a command line of `cmdline_len`
-/// bytes (without NUL) and `e820_len` map entries.
-pub fn segment_len(cmdline_len: usize, e820_len: usize) -> usize {
+/// Bytes of a `struct efi_setup_data` (kexec ABI): fw_vendor, unused,
+/// tables, smbios, 8 reserved words.
+const EFI_SETUP_DATA_LEN: usize = 96;
+/// Bytes of one `efi_memory_desc_t` as we write them.
+pub const EFI_DESC_SIZE: usize = 40;
+/// `setup_data` type of the EFI facts a kexec'd kernel reuses.
+pub const SETUP_EFI: u32 = 4;
+
+/// Where each piece goes inside the segment.
+struct Layout {
+    e820_ext: Option<usize>,
+    efi_setup: Option<usize>,
+    efi_map: Option<usize>,
+    len: usize,
+}
+
+fn layout(cmdline_len: usize, e820_len: usize, efi_descs: Option<usize>) -> Layout {
+    let mut at = (ZERO_PAGE_SIZE + cmdline_len + 1).next_multiple_of(8);
     let ext = e820_len.saturating_sub(E820_MAX_ZEROPAGE);
-    let setup = if ext > 0 {
-        16 + ext * E820_ENTRY_SIZE
-    } else {
-        0
+    let e820_ext = (ext > 0).then(|| {
+        let node = at;
+        at = (at + 16 + ext * E820_ENTRY_SIZE).next_multiple_of(8);
+        node
+    });
+    let (efi_setup, efi_map) = match efi_descs {
+        Some(n) => {
+            let setup = at;
+            let map = setup + 16 + EFI_SETUP_DATA_LEN;
+            at = map + n * EFI_DESC_SIZE;
+            (Some(setup), Some(map))
+        }
+        None => (None, None),
     };
-    (ZERO_PAGE_SIZE + cmdline_len + 1).next_multiple_of(8) + setup
+    Layout {
+        e820_ext,
+        efi_setup,
+        efi_map,
+        len: at,
+    }
+}
+
+/// Bytes of the zero-page segment for a command line of `cmdline_len`
+/// bytes (without NUL), `e820_len` map entries and, for an EFI hand-over,
+/// `efi_descs` runtime map entries.
+pub fn segment_len(cmdline_len: usize, e820_len: usize, efi_descs: Option<usize>) -> usize {
+    layout(cmdline_len, e820_len, efi_descs).len
 }
 
 fn put(b: &mut [u8], off: usize, v: &[u8]) {
@@ -80,15 +126,18 @@ fn put(b: &mut [u8], off: usize, v: &[u8]) {
 }
 
 /// Builds the segment: zero page, NUL-terminated `cmdline` at `base + 4096`,
-/// then an `SETUP_E820_EXT` node when the map has more than 128 entries.
+/// then a `SETUP_E820_EXT` node when the map has more than 128 entries, then
+/// (with `efi`) a `SETUP_EFI` node and the EFI runtime memory map.
 pub fn build(
     kernel: &[u8],
     machine: &Machine,
     cmdline: &[u8],
     e820: &[E820Entry],
     at: Placement,
+    efi: Option<&EfiRuntime>,
 ) -> Vec<u8> {
-    let mut b = vec![0u8; segment_len(cmdline.len(), e820.len())];
+    let lay = layout(cmdline.len(), e820.len(), efi.map(|e| e.map.len()));
+    let mut b = vec![0u8; lay.len];
 
     // screen_info: the running kernel's (which carries an EFI or VESA
     // framebuffer's description), else an 80x25 VGA text console.
@@ -200,14 +249,69 @@ pub fn build(
         &(ext_mem_k.min(0xfc00) as u16).to_le_bytes(),
     );
 
+    // setup_data nodes, each pushed at the head of the chain.
     let mut setup_data = 0u64;
-    if e820.len() > E820_MAX_ZEROPAGE {
-        let node = (ZERO_PAGE_SIZE + cmdline.len() + 1).next_multiple_of(8);
-        let len = ((e820.len() - E820_MAX_ZEROPAGE) * E820_ENTRY_SIZE) as u32;
-        put(&mut b, node, &0u64.to_le_bytes());
-        put(&mut b, node + 8, &SETUP_E820_EXT.to_le_bytes());
-        put(&mut b, node + 12, &len.to_le_bytes());
+    let mut push_node = |b: &mut Vec<u8>, node: usize, ty: u32, len: usize| {
+        put(b, node, &setup_data.to_le_bytes());
+        put(b, node + 8, &ty.to_le_bytes());
+        put(b, node + 12, &(len as u32).to_le_bytes());
         setup_data = at.base + node as u64;
+    };
+    if let Some(node) = lay.e820_ext {
+        push_node(
+            &mut b,
+            node,
+            SETUP_E820_EXT,
+            (e820.len() - E820_MAX_ZEROPAGE) * E820_ENTRY_SIZE,
+        );
+    }
+    if let (Some(efi), Some(node), Some(map)) = (efi, lay.efi_setup, lay.efi_map) {
+        // What the running kernel was told about EFI, then the runtime map
+        // with the virtual addresses it chose, which the new kernel keeps.
+        if let Some(p) = machine.boot_params.as_deref() {
+            for (off, len) in [
+                (OFF_EFI_LOADER_SIGNATURE, 8),
+                (OFF_EFI_MEMDESC_VERSION, 4),
+                (OFF_EFI_SYSTAB_HI, 4),
+            ] {
+                if let Some(v) = p.get(off..off + len) {
+                    put(&mut b, off, v);
+                }
+            }
+            if let Some(&v) = p.get(OFF_SECURE_BOOT) {
+                b[OFF_SECURE_BOOT] = v;
+            }
+        }
+        for (i, d) in efi.map.iter().enumerate() {
+            let o = map + i * EFI_DESC_SIZE;
+            put(&mut b, o, &d.kind.to_le_bytes());
+            put(&mut b, o + 8, &d.phys_addr.to_le_bytes());
+            put(&mut b, o + 16, &d.virt_addr.to_le_bytes());
+            put(&mut b, o + 24, &d.num_pages.to_le_bytes());
+            put(&mut b, o + 32, &d.attribute.to_le_bytes());
+        }
+        let map_addr = at.base + map as u64;
+        put(
+            &mut b,
+            OFF_EFI_MEMDESC_SIZE,
+            &(EFI_DESC_SIZE as u32).to_le_bytes(),
+        );
+        put(&mut b, OFF_EFI_MEMMAP, &(map_addr as u32).to_le_bytes());
+        put(
+            &mut b,
+            OFF_EFI_MEMMAP_HI,
+            &((map_addr >> 32) as u32).to_le_bytes(),
+        );
+        put(
+            &mut b,
+            OFF_EFI_MEMMAP_SIZE,
+            &((efi.map.len() * EFI_DESC_SIZE) as u32).to_le_bytes(),
+        );
+        let data = node + 16;
+        put(&mut b, data, &efi.fw_vendor.to_le_bytes());
+        put(&mut b, data + 16, &efi.config_table.to_le_bytes());
+        put(&mut b, data + 24, &efi.smbios.to_le_bytes());
+        push_node(&mut b, node, SETUP_EFI, EFI_SETUP_DATA_LEN);
     }
     put(&mut b, OFF_SETUP_DATA, &setup_data.to_le_bytes());
     b
@@ -242,4 +346,8 @@ pub mod offsets {
     pub const HARDWARE_SUBARCH: usize = super::OFF_HARDWARE_SUBARCH;
     pub const SETUP_DATA: usize = super::OFF_SETUP_DATA;
     pub const E820_TABLE: usize = super::OFF_E820_TABLE;
+    pub const EFI_LOADER_SIGNATURE: usize = super::OFF_EFI_LOADER_SIGNATURE;
+    pub const EFI_MEMDESC_SIZE: usize = super::OFF_EFI_MEMDESC_SIZE;
+    pub const EFI_MEMMAP: usize = super::OFF_EFI_MEMMAP;
+    pub const EFI_MEMMAP_SIZE: usize = super::OFF_EFI_MEMMAP_SIZE;
 }

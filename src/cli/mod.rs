@@ -4,6 +4,7 @@
 //! `main.rs` only wires them to the real system and prints.
 
 pub mod flavor;
+mod load;
 pub mod openrc;
 pub mod parse;
 pub mod run;
@@ -68,6 +69,8 @@ reboots through them with kexec (under busybox init a plain reboot or
 poweroff does not kexec unless KEXEC_ON=always); see docs/openrc.md.
 
 Plain `kexec KERNEL` loads KERNEL then runs `shutdown -r now`.
+Each load is recorded in /run/kexec/{loaded,crash}.json ($KEXEC_STATUS_DIR
+overrides) for `kexec status`; an unload removes the record.
 Exit status: 0 success, 1 usage error or failure before loading,
 255 the kernel refused, 253 -s cannot be used (no kexec_file_load).
 ";

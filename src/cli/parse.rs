@@ -60,11 +60,22 @@ pub enum Command {
     Version,
     PrintCrashSize,
     Kexec(Box<Invocation>),
-    Info { images: Vec<PathBuf>, json: bool },
-    Check { crash: bool, json: bool },
-    Status { json: bool },
+    Info {
+        images: Vec<PathBuf>,
+        json: bool,
+    },
+    Check {
+        crash: bool,
+        json: bool,
+    },
+    Status {
+        json: bool,
+    },
     /// `kexec install-openrc [--root DIR] [--no-rc-update]`.
-    InstallOpenrc { root: PathBuf, rc_update: bool },
+    InstallOpenrc {
+        root: PathBuf,
+        rc_update: bool,
+    },
     /// `kexec reboot`: an armed reboot through the OpenRC services.
     Reboot,
 }
@@ -81,6 +92,8 @@ pub enum UsageError {
     UnexpectedValue(String),
     #[error("kexec-tools option '--{0}' is not supported by this kexec; see docs/differences.md")]
     Unsupported(String),
+    #[error("{0} and {1} conflict: {2}")]
+    Conflict(&'static str, &'static str, &'static str),
     #[error("unexpected argument '{0}': only one kernel can be given")]
     ExtraArgument(String),
     #[error("{0}")]
@@ -256,6 +269,9 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
     let mut inv = Invocation::initial();
     let (mut skip_ifdown, mut skip_sync) = (false, false);
+    // Which action options appeared, to refuse combinations whose
+    // kexec-tools meaning (the later one silently wins) surprises.
+    let mut seen: Vec<Opt> = Vec::new();
     let mut positionals: Vec<String> = Vec::new();
     let mut i = 0;
     // Options are applied in order, as getopt_long hands them to kexec-tools.
@@ -263,6 +279,9 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
                      value: Option<String>,
                      inv: &mut Invocation|
      -> Result<Option<Command>, UsageError> {
+        if matches!(spec.opt, Opt::Load | Opt::Unload | Opt::Exec | Opt::Panic) {
+            seen.push(spec.opt);
+        }
         match spec.opt {
             Opt::Help => return Ok(Some(Command::Help)),
             Opt::Version => return Ok(Some(Command::Version)),
@@ -375,6 +394,25 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
             positionals.push(arg.to_string());
         }
     }
+    if !inv.do_status {
+        const CONFLICTS: &[(Opt, Opt, &str, &str, &str)] = &[
+            (Opt::Load, Opt::Unload, "-l", "-u", "-l loads a kernel and -u unloads it; give one"),
+            (
+                Opt::Load,
+                Opt::Exec,
+                "-l",
+                "-e",
+                "kexec-tools would silently drop one of them; load with -l, then run kexec -e (or kexec -f KERNEL to load and boot at once)",
+            ),
+            (Opt::Exec, Opt::Unload, "-e", "-u", "-e boots the loaded kernel and -u unloads it; give one"),
+            (Opt::Panic, Opt::Exec, "-p", "-e", "a crash kernel boots only on a panic; -e boots the one loaded with -l"),
+        ];
+        for (a, b, na, nb, why) in CONFLICTS {
+            if seen.contains(a) && seen.contains(b) {
+                return Err(UsageError::Conflict(na, nb, why));
+            }
+        }
+    }
     if skip_ifdown {
         inv.do_ifdown = false;
     }
@@ -454,7 +492,9 @@ fn parse_install_openrc(args: &[&str]) -> Result<Command, UsageError> {
             "--no-rc-update" => rc_update = false,
             "--root" => {
                 i += 1;
-                let v = args.get(i).ok_or_else(|| UsageError::MissingValue("--root".into()))?;
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| UsageError::MissingValue("--root".into()))?;
                 root = PathBuf::from(v);
             }
             a if a.starts_with("--root=") => root = PathBuf::from(&a["--root=".len()..]),
@@ -522,6 +562,27 @@ mod tests {
         assert!(fl.do_load && !fl.do_exec && fl.force_given);
         let lf = inv(&["-l", "-f", "k"]);
         assert!(lf.do_exec);
+    }
+
+    #[test]
+    fn conflicting_actions_are_refused() {
+        for args in [
+            &["-l", "-u", "k"][..],
+            &["-u", "-l", "k"],
+            &["-l", "-e", "k"],
+            &["-e", "-u"],
+            &["-p", "-e", "k"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(matches!(err, UsageError::Conflict(..)), "{args:?}: {err}");
+        }
+        assert!(parse(&["-l", "-u", "k"])
+            .unwrap_err()
+            .to_string()
+            .starts_with("-l and -u conflict"));
+        // -p -u is how kexec-tools unloads the crash kernel; -S supersedes everything.
+        assert!(inv(&["-p", "-u"]).do_unload);
+        assert!(inv(&["-l", "-e", "-S"]).do_status);
     }
 
     #[test]
@@ -683,15 +744,24 @@ mod tests {
     fn openrc_subcommands() {
         assert_eq!(
             parse(&["install-openrc"]).unwrap(),
-            Command::InstallOpenrc { root: PathBuf::from("/"), rc_update: true }
+            Command::InstallOpenrc {
+                root: PathBuf::from("/"),
+                rc_update: true
+            }
         );
         assert_eq!(
             parse(&["install-openrc", "--root", "/mnt", "--no-rc-update"]).unwrap(),
-            Command::InstallOpenrc { root: PathBuf::from("/mnt"), rc_update: false }
+            Command::InstallOpenrc {
+                root: PathBuf::from("/mnt"),
+                rc_update: false
+            }
         );
         assert_eq!(
             parse(&["install-openrc", "--root=/x"]).unwrap(),
-            Command::InstallOpenrc { root: PathBuf::from("/x"), rc_update: true }
+            Command::InstallOpenrc {
+                root: PathBuf::from("/x"),
+                rc_update: true
+            }
         );
         assert!(parse(&["install-openrc", "--root"]).is_err());
         assert!(parse(&["install-openrc", "--bogus"]).is_err());

@@ -339,7 +339,7 @@ impl BzImage {
 
 impl BzImage {
     /// Decompresses the payload: the kernel's own `vmlinux` (an ELF file,
-    /// symbols stripped), for gzip, xz, zstd and lz4 payloads. Not part of
+    /// symbols stripped), for gzip, xz, zstd, lz4 and lzma payloads. Not part of
     /// [`BzImage::parse`] because it costs a second or more on a real
     /// kernel; callers that want the ELF facts (or tests cross-checking a
     /// kernel) ask for it.

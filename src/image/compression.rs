@@ -3,7 +3,7 @@
 //!
 //! Kernel payloads, `Image.gz`, zboot payloads and initramfs segments all use
 //! the same handful of compressors. Recognising them is enough to report a
-//! bzImage's payload; decompression (gzip, zstd, xz, LZ4 legacy) is needed to reach an
+//! bzImage's payload; decompression (gzip, zstd, xz, LZ4 legacy, lzma; not bzip2 or lzo) is needed to reach an
 //! arm64 header or to list the files of a compressed initramfs. Every
 //! decompression is capped so that a small "bomb" file is an error, not an
 //! out-of-memory kill.
@@ -178,6 +178,11 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
             })?;
             end
         }
+        Compression::Lzma => {
+            let (out, end) = lzma_alone(input, limit)?;
+            data = out;
+            end
+        }
         Compression::Lz4 => {
             let (out, end) = lz4_legacy(input, limit, usize::MAX)?;
             data = out;
@@ -191,6 +196,52 @@ pub fn decompress_stream(format: Compression, input: &[u8], limit: usize) -> Res
         }
     };
     Ok(Decompressed { data, consumed })
+}
+
+/// Largest LZMA dictionary accepted: `lzma -9` uses 64 MiB; a header
+/// asking for more is corrupt or hostile.
+const LZMA_MEMLIMIT: usize = 256 << 20;
+
+/// Output limit when peeking into an lzma stream.
+const LZMA_PEEK_LIMIT: usize = 64 << 20;
+
+/// Decodes an "lzma alone" stream (what `lzma` and the kernel build write).
+/// lzma-rs insists that an end-of-stream marker is followed by the end of
+/// the input; when more bytes follow (the next initramfs segment) its error
+/// comes after it consumed exactly the stream, so the stream is decoded
+/// again up to there.
+fn lzma_alone(input: &[u8], limit: usize) -> Result<(Vec<u8>, usize)> {
+    let format = Compression::Lzma;
+    let options = lzma_rs::decompress::Options {
+        memlimit: Some(LZMA_MEMLIMIT),
+        ..Default::default()
+    };
+    // One decode: the output or the error, and the input bytes consumed.
+    let attempt = |stream: &[u8]| {
+        let mut rest = stream;
+        let mut data = Vec::new();
+        let mut out = BoundedWriter {
+            buf: &mut data,
+            limit,
+            overflow: false,
+        };
+        let result = lzma_rs::lzma_decompress_with_options(&mut rest, &mut out, &options);
+        let overflow = out.overflow;
+        (result.map(|()| data), overflow, stream.len() - rest.len())
+    };
+    let (mut result, mut overflow, mut consumed) = attempt(input);
+    let trailing = |r: &std::result::Result<Vec<u8>, lzma_rs::error::Error>| matches!(r, Err(e) if e.to_string().contains("more bytes are available"));
+    if !overflow && trailing(&result) && consumed > 0 && consumed < input.len() {
+        (result, overflow, consumed) = attempt(&input[..consumed]);
+    }
+    if overflow {
+        return Err(Error::TooLarge { format, limit });
+    }
+    let data = result.map_err(|e| Error::Corrupt {
+        format,
+        reason: e.to_string(),
+    })?;
+    Ok((data, consumed))
 }
 
 /// Largest block of the LZ4 legacy format, uncompressed (`lz4 -l`).
@@ -287,6 +338,13 @@ pub fn peek(format: Compression, input: &[u8], n: usize) -> Option<Vec<u8>> {
             let (mut data, _) = lz4_legacy(input, n.saturating_add(LZ4_LEGACY_BLOCK), n).ok()?;
             data.truncate(n);
             out = data;
+        }
+        Compression::Lzma => {
+            // lzma-rs writes its output only at the end of the stream, so a
+            // peek is a (bounded) full decode.
+            let (data, _) = lzma_alone(input, n.max(LZMA_PEEK_LIMIT)).ok()?;
+            out = data;
+            out.truncate(n);
         }
         Compression::Xz => {
             let mut rest = input;
@@ -435,6 +493,24 @@ mod tests {
         for cut in 0..9 {
             assert!(
                 decompress_stream(Compression::Lz4, &s[..cut], 100).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn lzma_stream_followed_by_other_data() {
+        let mut lz = Vec::new();
+        lzma_rs::lzma_compress(&mut &b"hello lzma"[..], &mut lz).unwrap();
+        let len = lz.len();
+        lz.extend_from_slice(b"070701trailing cpio");
+        let d = decompress_stream(Compression::Lzma, &lz, 100).unwrap();
+        assert_eq!(d.data, b"hello lzma");
+        assert_eq!(d.consumed, len);
+        assert_eq!(peek(Compression::Lzma, &lz, 5).unwrap(), b"hello");
+        for cut in 0..len {
+            assert!(
+                decompress_stream(Compression::Lzma, &lz[..cut], 100).is_err(),
                 "cut {cut}"
             );
         }

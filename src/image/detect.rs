@@ -132,13 +132,20 @@ pub fn detect(b: &[u8]) -> Format {
             Format::Unknown(LooksLike::PeExecutable)
         };
     }
-    if cpio::is_newc(b)
-        || (b[0] == 0
-            && b.iter()
-                .find(|&&c| c != 0)
-                .is_some_and(|_| cpio::is_newc(b.trim_ascii_start_nul())))
-    {
+    // The kernel skips NUL padding before an archive; so does detection.
+    let after_padding = &b[b.iter().take_while(|&&c| c == 0).count()..];
+    if cpio::is_newc(after_padding) {
         return Format::Initramfs { compression: None };
+    }
+    if after_padding.len() < b.len() {
+        if let Some(c) = Compression::from_magic(after_padding) {
+            if compression::peek(c, after_padding, PEEK).is_some_and(|inner| cpio::is_newc(&inner))
+            {
+                return Format::Initramfs {
+                    compression: Some(c),
+                };
+            }
+        }
     }
     if let Some(c) = Compression::from_magic(b) {
         return match compression::peek(c, b, PEEK) {
@@ -147,7 +154,7 @@ pub fn detect(b: &[u8]) -> Format {
                 compression: Some(c),
             },
             Some(_) => Format::Unknown(LooksLike::Compressed(c)),
-            // Cannot look inside (lz4, bzip2, …): most likely an initramfs.
+            // Cannot look inside (bzip2, lzo): most likely an initramfs.
             None => Format::Initramfs {
                 compression: Some(c),
             },
@@ -171,17 +178,6 @@ pub fn detect(b: &[u8]) -> Format {
         LooksLike::Data
     };
     Format::Unknown(looks)
-}
-
-trait TrimNul {
-    fn trim_ascii_start_nul(&self) -> &Self;
-}
-
-impl TrimNul for [u8] {
-    fn trim_ascii_start_nul(&self) -> &[u8] {
-        let n = self.iter().take_while(|&&c| c == 0).count();
-        &self[n..]
-    }
 }
 
 #[cfg(test)]
@@ -209,6 +205,9 @@ mod tests {
         assert_eq!(detect(&img), Format::Arm64Image { efi_stub: false });
         let cpio = cpio::build_newc(&[("init", b"x")]);
         assert_eq!(detect(&cpio), Format::Initramfs { compression: None });
+        let mut padded = vec![0u8; 8];
+        padded.extend_from_slice(&cpio);
+        assert_eq!(detect(&padded), Format::Initramfs { compression: None });
         let bz = super::super::bzimage::build(0x020f, 3, "6.6", b"\x1f\x8b");
         assert_eq!(detect(&bz), Format::Bzimage { efi_stub: false });
     }

@@ -195,6 +195,10 @@ pub fn write_pe_header(
     let put32 = |b: &mut [u8], o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_le_bytes());
     b[0..2].copy_from_slice(b"MZ");
     put32(b, 0x3c, pe_offset as u32);
+    // Clear what the header and section table will occupy: fields not
+    // written below (data directories, reserved words) must read as zero.
+    let end = pe_offset + 4 + 20 + 240 + 40 * sections.len();
+    b[pe_offset..end].fill(0);
     let p = pe_offset;
     b[p..p + 4].copy_from_slice(b"PE\0\0");
     let coff = p + 4;

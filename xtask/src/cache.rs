@@ -17,18 +17,30 @@ use sha2::{Digest, Sha256};
 /// Errors of the cache: all are about files under the cache root.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot use the cache at {path}: {source} (set KEXEC_RS_CACHE to a writable directory)")]
+    #[error(
+        "cannot use the cache at {path}: {source} (set KEXEC_RS_CACHE to a writable directory)"
+    )]
     Io { path: PathBuf, source: io::Error },
     #[error("the cache index {path} is not valid JSON ({source}); delete it and re-run `cargo xtask fetch`")]
-    Index { path: PathBuf, source: serde_json::Error },
+    Index {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{what} has SHA-256 {actual}, but {expected} was published for it: the download is corrupt or was tampered with, and was not used")]
-    Checksum { what: String, expected: String, actual: String },
+    Checksum {
+        what: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The cache root: `$KEXEC_RS_CACHE`, else `$XDG_CACHE_HOME/kexec-rs`, else
@@ -74,8 +86,11 @@ impl Cache {
         }
         let tag = root.join("CACHEDIR.TAG");
         if !tag.exists() {
-            fs::write(&tag, "Signature: 8a477f597d28d172789f06886806bc55\n# kexec-rs download cache\n")
-                .map_err(io_err(&tag))?;
+            fs::write(
+                &tag,
+                "Signature: 8a477f597d28d172789f06886806bc55\n# kexec-rs download cache\n",
+            )
+            .map_err(io_err(&tag))?;
         }
         let root = root.canonicalize().map_err(io_err(&root))?;
         Ok(Cache { root })
@@ -108,11 +123,14 @@ impl Cache {
         }
     }
 
-    /// The blob stored under `key`, if it is in the index and still on disk with the right hash
-    /// length (its content was verified when it was added).
+    /// The blob stored under `key`, if it is in the index and still on disk (its content was
+    /// verified when it was added; blobs are never modified in place).
     pub fn lookup(&self, key: &str) -> Result<Option<PathBuf>> {
         let idx = self.read_index()?;
-        Ok(idx.get(key).map(|h| self.blob_path(h)).filter(|p| p.is_file()))
+        Ok(idx
+            .get(key)
+            .map(|h| self.blob_path(h))
+            .filter(|p| p.is_file()))
     }
 
     /// Moves `file` into the store and records it under `key`. If `expected_sha256` is given and
@@ -141,13 +159,26 @@ impl Cache {
 
     fn record(&self, key: &str, sha256: &str) -> Result<()> {
         // The index is small; rewrite it whole through a temporary file and a rename so
-        // concurrent readers never see a torn file.
+        // concurrent readers never see a torn file, under an exclusive lock so two fetches
+        // (several worktrees share one cache) never lose each other's entries.
+        let lock_path = self.root.join("index.lock");
+        let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            return Err(Error::Io {
+                path: lock_path,
+                source: io::Error::last_os_error(),
+            });
+        }
         let mut idx = self.read_index()?;
         idx.insert(key.to_string(), sha256.to_string());
         let p = self.index_path();
         let tmp = p.with_extension(format!("json.{}", std::process::id()));
         let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        let text = serde_json::to_string_pretty(&idx).map_err(|source| Error::Index { path: p.clone(), source })?;
+        let text = serde_json::to_string_pretty(&idx).map_err(|source| Error::Index {
+            path: p.clone(),
+            source,
+        })?;
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
         fs::rename(&tmp, &p).map_err(io_err(&p))
     }
@@ -169,12 +200,20 @@ impl Cache {
             Ok(()) => Ok(dest),
             // Another run extracted the same blob meanwhile: theirs is as good as ours.
             Err(_) if dest.is_dir() => Ok(dest),
-            Err(e) => Err(Error::Io { path: dest, source: e }.into()),
+            Err(e) => Err(Error::Io {
+                path: dest,
+                source: e,
+            }
+            .into()),
         }
     }
 
     /// Writes a manifest (`kernels.json`, `userland.json`) at the cache root atomically.
-    pub fn write_manifest<T: serde::Serialize>(&self, name: &str, value: &T) -> anyhow::Result<PathBuf> {
+    pub fn write_manifest<T: serde::Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> anyhow::Result<PathBuf> {
         let p = self.root.join(name);
         let tmp = self.root.join(format!("{name}.{}.tmp", std::process::id()));
         fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n").map_err(io_err(&tmp))?;
@@ -200,7 +239,10 @@ mod tests {
         fs::write(&f, b"evil").unwrap();
         let err = cache.insert("k2", &f, Some(good)).unwrap_err();
         assert!(err.to_string().contains("was not used"), "{err}");
-        assert!(!f.exists(), "a file that failed verification must not be kept");
+        assert!(
+            !f.exists(),
+            "a file that failed verification must not be kept"
+        );
         assert_eq!(cache.lookup("k2").unwrap(), None);
     }
 }

@@ -16,17 +16,37 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("timed out after {waited:?} waiting for {pattern:?} ({reason}); serial log: {log}")]
-    Timeout { pattern: String, reason: String, waited: Duration, log: PathBuf },
+    Timeout {
+        pattern: String,
+        reason: String,
+        waited: Duration,
+        log: PathBuf,
+    },
     #[error("the guest console closed (QEMU exited) while waiting for {pattern:?} ({reason}); serial log: {log}")]
-    Closed { pattern: String, reason: String, log: PathBuf },
+    Closed {
+        pattern: String,
+        reason: String,
+        log: PathBuf,
+    },
     #[error("stopped waiting for {pattern:?} ({reason}): {why}; serial log: {log}")]
-    Aborted { pattern: String, reason: String, why: String, log: PathBuf },
+    Aborted {
+        pattern: String,
+        reason: String,
+        why: String,
+        log: PathBuf,
+    },
     #[error("cannot connect to the serial console socket {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write to the guest console: {0}")]
     Write(std::io::Error),
     #[error("cannot create the serial log {path}: {source}")]
-    Log { path: PathBuf, source: std::io::Error },
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -65,10 +85,19 @@ pub fn connect_retry(path: &Path, deadline: Duration) -> std::io::Result<UnixStr
 impl Console {
     /// Connects to QEMU's serial socket and starts logging to `log`.
     pub fn connect(socket: &Path, log: &Path, deadline: Duration) -> Result<Self> {
-        let stream = connect_retry(socket, deadline).map_err(|source| Error::Connect { path: socket.to_path_buf(), source })?;
-        let mut file = std::fs::File::create(log).map_err(|source| Error::Log { path: log.to_path_buf(), source })?;
+        let stream = connect_retry(socket, deadline).map_err(|source| Error::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        let mut file = std::fs::File::create(log).map_err(|source| Error::Log {
+            path: log.to_path_buf(),
+            source,
+        })?;
         let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::default();
-        let mut reader = stream.try_clone().map_err(|source| Error::Connect { path: socket.to_path_buf(), source })?;
+        let mut reader = stream.try_clone().map_err(|source| Error::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
         let sh = shared.clone();
         std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
@@ -90,16 +119,23 @@ impl Console {
                 cv.notify_all();
             }
         });
-        Ok(Console { stream, shared, cursor: 0, log: log.to_path_buf(), abort: None, seq: 0 })
+        Ok(Console {
+            stream,
+            shared,
+            cursor: 0,
+            log: log.to_path_buf(),
+            abort: None,
+            seq: 0,
+        })
     }
 
     pub fn log_path(&self) -> &Path {
         &self.log
     }
 
-    /// Installs a check that aborts every wait when it returns a reason.
-    pub fn set_abort(&mut self, check: AbortCheck) {
-        self.abort = Some(check);
+    /// Installs (or with `None` removes) a check that aborts every wait when it returns a reason.
+    pub fn set_abort(&mut self, check: Option<AbortCheck>) {
+        self.abort = check;
     }
 
     /// Everything the guest printed so far.
@@ -116,11 +152,17 @@ impl Console {
     /// Waits until `pattern` appears after the cursor; returns the text from the cursor to the
     /// end of the match and moves the cursor past it.
     pub fn expect(&mut self, pattern: &str, deadline: Duration, reason: &str) -> Result<String> {
-        self.expect_any(&[pattern], deadline, reason).map(|(_, t)| t)
+        self.expect_any(&[pattern], deadline, reason)
+            .map(|(_, t)| t)
     }
 
     /// Waits for the first of `patterns`; returns its index and the text up to its end.
-    pub fn expect_any(&mut self, patterns: &[&str], deadline: Duration, reason: &str) -> Result<(usize, String)> {
+    pub fn expect_any(
+        &mut self,
+        patterns: &[&str],
+        deadline: Duration,
+        reason: &str,
+    ) -> Result<(usize, String)> {
         let start = Instant::now();
         let (lock, cv) = &*self.shared;
         let name = patterns.join("\" or \"");
@@ -139,24 +181,44 @@ impl Console {
                 return Ok((i, text));
             }
             if s.closed {
-                return Err(Error::Closed { pattern: name, reason: reason.into(), log: self.log.clone() });
+                return Err(Error::Closed {
+                    pattern: name,
+                    reason: reason.into(),
+                    log: self.log.clone(),
+                });
             }
             let waited = start.elapsed();
             if waited >= deadline {
-                return Err(Error::Timeout { pattern: name, reason: reason.into(), waited, log: self.log.clone() });
+                return Err(Error::Timeout {
+                    pattern: name,
+                    reason: reason.into(),
+                    waited,
+                    log: self.log.clone(),
+                });
             }
             let step = (deadline - waited).min(Duration::from_millis(100));
-            s = cv.wait_timeout(s, step).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0);
+            s = cv
+                .wait_timeout(s, step)
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
             drop(s);
             if let Some(why) = self.abort.as_ref().and_then(|c| c()) {
-                return Err(Error::Aborted { pattern: name, reason: reason.into(), why, log: self.log.clone() });
+                return Err(Error::Aborted {
+                    pattern: name,
+                    reason: reason.into(),
+                    why,
+                    log: self.log.clone(),
+                });
             }
         }
     }
 
     /// Sends one line to the guest's console.
     pub fn send(&mut self, line: &str) -> Result<()> {
-        self.stream.write_all(line.as_bytes()).and_then(|()| self.stream.write_all(b"\n")).map_err(Error::Write)
+        self.stream
+            .write_all(line.as_bytes())
+            .and_then(|()| self.stream.write_all(b"\n"))
+            .map_err(Error::Write)
     }
 
     /// Runs a shell command in the guest and returns its output and exit status.
@@ -167,7 +229,9 @@ impl Console {
         self.seq += 1;
         let tag = format!("@@R{}", self.seq);
         let begin = format!("{tag}-BEGIN");
-        self.send(&format!("echo \"{tag}\"\"-BEGIN\"; {cmd}; echo \"{tag}\"\"=$?@@\""))?;
+        self.send(&format!(
+            "echo \"{tag}\"\"-BEGIN\"; {cmd}; echo \"{tag}\"\"=$?@@\""
+        ))?;
         let reason = format!("output of `{cmd}`");
         self.expect(&begin, deadline, &reason)?;
         let text = self.expect(&format!("{tag}="), deadline, &reason)?;
@@ -183,4 +247,123 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         return Some(0);
     }
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    /// A fake guest: prints a ready line, then answers each command line with `reply(seq)`.
+    fn fake_guest(dir: &Path, replies: Vec<&'static str>) -> PathBuf {
+        let sock = dir.join("con.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"[    0.0] Linux version x\r\nKEXECRS-READY marker=m1 kernel=x\r\n")
+                .unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            for reply in replies {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                s.write_all(line.as_bytes()).unwrap(); // the tty's echo
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+            // Keep the connection open until the test is done with it.
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        sock
+    }
+
+    #[test]
+    fn run_returns_output_and_status_not_fooled_by_the_echo() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = fake_guest(dir.path(), vec!["@@R1-BEGIN\r\nhello\r\n@@R1=3@@\r\n"]);
+        let mut c = Console::connect(
+            &sock,
+            &dir.path().join("serial.log"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        c.expect("KEXECRS-READY marker=m1 ", Duration::from_secs(5), "ready")
+            .unwrap();
+        let (out, code) = c.run("false", Duration::from_secs(5)).unwrap();
+        assert_eq!(code, 3);
+        assert_eq!(out.trim(), "hello");
+        let log = std::fs::read_to_string(dir.path().join("serial.log")).unwrap();
+        assert!(
+            log.contains("KEXECRS-READY") && log.contains("hello"),
+            "{log}"
+        );
+        assert_eq!(c.count("Linux version"), 1);
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_deadline_with_the_reason_and_log_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = fake_guest(dir.path(), vec![]);
+        let log = dir.path().join("serial.log");
+        let mut c = Console::connect(&sock, &log, Duration::from_secs(5)).unwrap();
+        let t = Instant::now();
+        let e = c
+            .expect(
+                "never printed",
+                Duration::from_millis(300),
+                "a marker that never comes",
+            )
+            .unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t.elapsed()
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("a marker that never comes") && msg.contains(&log.display().to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_abort_check_stops_a_wait_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = fake_guest(dir.path(), vec![]);
+        let mut c = Console::connect(
+            &sock,
+            &dir.path().join("serial.log"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        c.set_abort(Some(Arc::new(|| Some("QMP reported a RESET".to_string()))));
+        let t = Instant::now();
+        let e = c
+            .expect("never printed", Duration::from_secs(60), "boot2")
+            .unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(matches!(e, Error::Aborted { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_closed_console_ends_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("con.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.write_all(b"bye\n");
+        });
+        let mut c = Console::connect(
+            &sock,
+            &dir.path().join("serial.log"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let e = c
+            .expect("never printed", Duration::from_secs(60), "boot2")
+            .unwrap_err();
+        assert!(matches!(e, Error::Closed { .. }), "{e}");
+    }
 }

@@ -15,7 +15,9 @@ pub enum Error {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write the initramfs: {0}")]
     Write(#[from] io::Error),
-    #[error("{0:?} is not a valid path inside an initramfs (it must be relative and without `..`)")]
+    #[error(
+        "{0:?} is not a valid path inside an initramfs (it must be relative and without `..`)"
+    )]
     BadPath(String),
 }
 
@@ -60,7 +62,10 @@ impl Archive {
         let mut parent = p.as_str();
         while let Some(i) = parent.rfind('/') {
             parent = &parent[..i];
-            self.entries.entry(parent.to_string()).or_insert(Entry { mode: 0o040755, body: Body::Dir });
+            self.entries.entry(parent.to_string()).or_insert(Entry {
+                mode: 0o040755,
+                body: Body::Dir,
+            });
         }
         self.entries.insert(p, Entry { mode, body });
         Ok(())
@@ -88,23 +93,34 @@ impl Archive {
     }
 
     pub fn contains(&self, path: &str) -> bool {
-        norm(path).map(|p| self.entries.contains_key(&p)).unwrap_or(false)
+        norm(path)
+            .map(|p| self.entries.contains_key(&p))
+            .unwrap_or(false)
     }
 
     /// Copies a host directory tree under `dest` (symlinks kept as symlinks).
     pub fn tree_from(&mut self, dest: &str, host: &Path) -> Result<()> {
-        let rd = std::fs::read_dir(host).map_err(|source| Error::Read { path: host.to_path_buf(), source })?;
+        let rd = std::fs::read_dir(host).map_err(|source| Error::Read {
+            path: host.to_path_buf(),
+            source,
+        })?;
         let mut children: Vec<_> = rd.filter_map(|e| e.ok()).collect();
         children.sort_by_key(|e| e.file_name());
         for e in children {
             let name = e.file_name().to_string_lossy().into_owned();
             let hp = e.path();
             let d = format!("{}/{}", dest.trim_end_matches('/'), name);
-            let md = std::fs::symlink_metadata(&hp).map_err(|source| Error::Read { path: hp.clone(), source })?;
+            let md = std::fs::symlink_metadata(&hp).map_err(|source| Error::Read {
+                path: hp.clone(),
+                source,
+            })?;
             use std::os::unix::fs::PermissionsExt;
             let perm = md.permissions().mode() & 0o7777;
             if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&hp).map_err(|source| Error::Read { path: hp.clone(), source })?;
+                let t = std::fs::read_link(&hp).map_err(|source| Error::Read {
+                    path: hp.clone(),
+                    source,
+                })?;
                 self.symlink(&d, &t.to_string_lossy())?;
             } else if md.is_dir() {
                 self.dir(&d, perm)?;
@@ -125,10 +141,26 @@ impl Archive {
                 Body::Bytes(b) => (b.as_slice().into(), (0, 0)),
                 Body::Symlink(t) => (t.as_bytes().into(), (0, 0)),
                 Body::CharDev(ma, mi) => (Vec::new().into(), (*ma, *mi)),
-                Body::Host(p) => (std::fs::read(p).map_err(|source| Error::Read { path: p.clone(), source })?.into(), (0, 0)),
+                Body::Host(p) => (
+                    std::fs::read(p)
+                        .map_err(|source| Error::Read {
+                            path: p.clone(),
+                            source,
+                        })?
+                        .into(),
+                    (0, 0),
+                ),
             };
             let nlink = if matches!(e.body, Body::Dir) { 2 } else { 1 };
-            header(&mut w, ino as u32 + 1, e.mode, nlink, data.len() as u32, rdev, path)?;
+            header(
+                &mut w,
+                ino as u32 + 1,
+                e.mode,
+                nlink,
+                data.len() as u32,
+                rdev,
+                path,
+            )?;
             w.write_all(&data)?;
             pad(&mut w)?;
         }
@@ -167,7 +199,15 @@ fn pad<W: Write>(w: &mut Counting<'_, W>) -> io::Result<()> {
     w.write_all(&[0u8; 3][..r])
 }
 
-fn header<W: Write>(w: &mut Counting<'_, W>, ino: u32, mode: u32, nlink: u32, size: u32, rdev: (u32, u32), name: &str) -> io::Result<()> {
+fn header<W: Write>(
+    w: &mut Counting<'_, W>,
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    size: u32,
+    rdev: (u32, u32),
+    name: &str,
+) -> io::Result<()> {
     let namesize = name.len() as u32 + 1;
     write!(
         w,
@@ -188,7 +228,8 @@ mod tests {
     fn gnu_cpio_reads_our_archive() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = Archive::new();
-        a.file("etc/hello", b"hello world\n".to_vec(), 0o644).unwrap();
+        a.file("etc/hello", b"hello world\n".to_vec(), 0o644)
+            .unwrap();
         a.file("bin/x", vec![7u8; 5], 0o755).unwrap();
         a.symlink("bin/y", "x").unwrap();
         a.char_dev("dev/console", 0o600, 5, 1).unwrap();
@@ -213,7 +254,10 @@ mod tests {
             .status()
             .unwrap();
         assert!(st.success());
-        assert_eq!(std::fs::read(x.join("etc/hello")).unwrap(), b"hello world\n");
+        assert_eq!(
+            std::fs::read(x.join("etc/hello")).unwrap(),
+            b"hello world\n"
+        );
     }
 
     #[test]

@@ -92,6 +92,67 @@ fn bz_efi() -> Vec<u8> {
     b
 }
 
+/// bz_efi() with a WIN_CERTIFICATE appended and the PE security data
+/// directory pointing at it. The PKCS#7 blob is filler: parsers only need
+/// to see that a signature is attached, not verify it.
+fn bz_efi_signed() -> Vec<u8> {
+    let mut b = bz_efi();
+    b.resize(b.len().div_ceil(8) * 8, 0);
+    let offset = b.len() as u32;
+    let blob = filler(56, 12);
+    let length = 8 + blob.len() as u32;
+    b.extend_from_slice(&length.to_le_bytes());
+    b.extend_from_slice(&0x0200u16.to_le_bytes()); // WIN_CERT_REVISION_2_0
+    b.extend_from_slice(&0x0002u16.to_le_bytes()); // WIN_CERT_TYPE_PKCS_SIGNED_DATA
+    b.extend_from_slice(&blob);
+    // PE32+ optional header at 0x40 + 4 + 20; data directories start 112
+    // bytes into it; the security directory is entry 4.
+    let dir = 0x40 + 4 + 20 + 112 + 4 * 8;
+    put32(&mut b, dir, offset);
+    put32(&mut b, dir + 4, length);
+    b
+}
+
+fn tiny_vmlinux() -> Vec<u8> {
+    let salt: &[u8] = b"6.6.0-fixture\0";
+    elf::build(
+        2,
+        62,
+        0xffff_ffff_8100_0000,
+        0x100_0000,
+        &filler(256, 13),
+        &[("Linux", elf::LINUX_ELFNOTE_BUILD_SALT, salt)],
+        false,
+    )
+}
+
+/// A zboot image around an already compressed payload, with its own PE
+/// header as the kernel's zboot EFI application has.
+fn zboot(kind: &str, payload: &[u8]) -> Vec<u8> {
+    let mut zb = arm64::build_zboot(kind, payload);
+    let zlen = zb.len() as u32;
+    pe::write_pe_header(
+        &mut zb,
+        0x40,
+        goblin_machine_arm64(),
+        0x200,
+        &[(".text", 0x1000, zlen - 0x200, 0x200, zlen - 0x200)],
+    );
+    zb
+}
+
+/// The LZ4 legacy format (`lz4 -l`): magic, then 8 MiB blocks each after
+/// its compressed size.
+fn lz4_legacy(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x02, 0x21, 0x4c, 0x18];
+    for chunk in data.chunks(8 << 20) {
+        let c = lz4_flex::block::compress(chunk);
+        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        out.extend_from_slice(&c);
+    }
+    out
+}
+
 fn goblin_machine_x86_64() -> u16 {
     0x8664
 }
@@ -173,6 +234,16 @@ pub fn all() -> Vec<Fixture> {
         "bzimage-efi-stub.bin",
         "bzImage 2.15 with an EFI stub PE header (.setup, .text), unsigned",
         bz_efi(),
+    );
+    add(
+        "bzimage-efi-signed.bin",
+        "bzimage-efi-stub.bin with an (unverifiable) Authenticode certificate table appended, as sbsign leaves it",
+        bz_efi_signed(),
+    );
+    add(
+        "bzimage-2.15-uncompressed-elf.bin",
+        "bzImage 2.15 whose payload is an uncompressed ELF (CONFIG_KERNEL_UNCOMPRESSED)",
+        bz(0x020f, &tiny_vmlinux()),
     );
     let mut truncated = bz(0x020f, &gzip(&filler(2048, 1)));
     truncated.truncate(truncated.len() / 2 + 1024);
@@ -264,19 +335,16 @@ pub fn all() -> Vec<Fixture> {
         "arm64-Image.bin compressed with zstd",
         zstd(&arm64_image()),
     );
-    let mut zb = arm64::build_zboot("gzip", &gzip(&arm64_image_efi()));
-    let zlen = zb.len() as u32;
-    pe::write_pe_header(
-        &mut zb,
-        0x40,
-        goblin_machine_arm64(),
-        0x200,
-        &[(".text", 0x1000, zlen - 0x200, 0x200, zlen - 0x200)],
-    );
+    let zb = zboot("gzip", &gzip(&arm64_image_efi()));
     add(
         "arm64-zboot.efi",
         "EFI zboot (MZ + zimg, gzip payload) around arm64-Image-efi.bin, with its own PE header",
         zb.clone(),
+    );
+    add(
+        "arm64-zboot-zstd.efi",
+        "EFI zboot with a zstd payload around arm64-Image-efi.bin",
+        zboot("zstd", &zstd(&arm64_image_efi())),
     );
     let mut zb_lying = zb;
     put32(&mut zb_lying, 12, 0x0100_0000);
@@ -330,6 +398,11 @@ pub fn all() -> Vec<Fixture> {
         "initramfs-xz.cpio.xz",
         "initramfs: one xz-compressed archive",
         xz(&main_cpio()),
+    );
+    add(
+        "initramfs-lz4.cpio.lz4",
+        "initramfs: one archive in the LZ4 legacy format (lz4 -l)",
+        lz4_legacy(&main_cpio()),
     );
     add(
         "initramfs-microcode-gzip.cpio",

@@ -27,6 +27,10 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Time loads, kexec transitions and reboots against kexec-tools and firmware reboots.
+    Bench(xtask::bench::Args),
+    /// Build and run every fuzz target in fuzz/ for N seconds each; fail on any crash.
+    Fuzz(xtask::fuzz::Args),
 }
 
 fn main() {
@@ -47,6 +51,8 @@ fn main() {
             xtask::tools::ensure(install).map(|_| eprintln!("tools: all present"))
         }
         Task::Fixtures { check } => xtask::fixtures::run(check),
+        Task::Fuzz(args) => xtask::fuzz::run(args),
+        Task::Bench(args) => xtask::bench::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

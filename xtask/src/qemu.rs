@@ -60,7 +60,10 @@ pub fn resolve_accel(requested: Accel, probe_kernel: Option<&Path>) -> Accel {
         _ => Accel::Tcg,
     };
     let _ = std::fs::create_dir_all(crate::workspace_root().join("target"));
-    let _ = std::fs::write(&memo, format!("{host} {}\n", if acc == Accel::Kvm { "kvm" } else { "tcg" }));
+    let _ = std::fs::write(
+        &memo,
+        format!("{host} {}\n", if acc == Accel::Kvm { "kvm" } else { "tcg" }),
+    );
     acc
 }
 
@@ -79,12 +82,34 @@ fn host_key() -> String {
 /// answer the API but fail on the first real instructions). Boots `kernel` with no initrd and
 /// waits for it to reach the point where it looks for a root filesystem.
 fn kvm_boots(kernel: &Path) -> bool {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return false;
     }
     let out = duct::cmd!(
-        "timeout", "20", "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
-        "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", kernel, "-append", "console=ttyS0 panic=-1"
+        "timeout",
+        "20",
+        "qemu-system-x86_64",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "256",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-kernel",
+        kernel,
+        "-append",
+        "console=ttyS0 panic=-1"
     )
     .stderr_null()
     .stdout_capture()
@@ -110,6 +135,11 @@ const SOCKET_DEADLINE: Duration = Duration::from_secs(30);
 impl Vm {
     /// Starts `guest` in `dir` (which holds sockets and logs).
     pub fn start(guest: &Guest, accel: Accel, dir: &Path) -> Result<Vm> {
+        Vm::start_with(guest, accel, dir, &[])
+    }
+
+    /// [`Vm::start`] with extra QEMU arguments (e.g. UEFI firmware drives).
+    pub fn start_with(guest: &Guest, accel: Accel, dir: &Path, extra: &[String]) -> Result<Vm> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let con_sock = dir.join("console.sock");
         let qmp_sock = dir.join("qmp.sock");
@@ -136,7 +166,10 @@ impl Vm {
             "-append".into(),
             guest.cmdline(),
             "-chardev".into(),
-            format!("socket,id=con0,path={},server=on,wait=off", con_sock.display()),
+            format!(
+                "socket,id=con0,path={},server=on,wait=off",
+                con_sock.display()
+            ),
             "-serial".into(),
             "chardev:con0".into(),
             "-qmp".into(),
@@ -144,8 +177,12 @@ impl Vm {
         ]);
         if let Some(disk) = &guest.disk {
             args.push("-drive".into());
-            args.push(format!("file={},if=virtio,format=raw,cache=writeback", disk.display()));
+            args.push(format!(
+                "file={},if=virtio,format=raw,cache=writeback",
+                disk.display()
+            ));
         }
+        args.extend(extra.iter().cloned());
         std::fs::write(dir.join("qemu.args"), args.join("\n") + "\n")?;
         let stderr = std::fs::File::create(dir.join("qemu.stderr"))?;
         let handle = duct::cmd("qemu-system-x86_64", &args)
@@ -163,16 +200,22 @@ impl Vm {
                 bail!("QEMU did not come up: {e}; its stderr: {}", why.trim());
             }
         };
-        let mut console = match Console::connect(&con_sock, &dir.join("serial.log"), SOCKET_DEADLINE) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = handle.kill();
-                return Err(e.into());
-            }
-        };
-        console.set_abort(qmp.reset_check());
+        let mut console =
+            match Console::connect(&con_sock, &dir.join("serial.log"), SOCKET_DEADLINE) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = handle.kill();
+                    return Err(e.into());
+                }
+            };
+        console.set_abort(Some(qmp.reset_check()));
         qmp.cont()?;
-        Ok(Vm { console, qmp, handle, dir: dir.to_path_buf() })
+        Ok(Vm {
+            console,
+            qmp,
+            handle,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The paths to print when something failed.

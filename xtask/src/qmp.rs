@@ -18,13 +18,22 @@ use qapi::qmp;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to QMP at {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("QMP handshake failed: {0}")]
     Handshake(String),
     #[error("QMP command {command} failed: {message}")]
-    Command { command: &'static str, message: String },
+    Command {
+        command: &'static str,
+        message: String,
+    },
     #[error("cannot write the QMP transcript {path}: {source}")]
-    Transcript { path: PathBuf, source: std::io::Error },
+    Transcript {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -49,14 +58,21 @@ impl Logged {
         let Ok(mut t) = self.log.lock() else { return };
         let at = self.start.elapsed().as_secs_f64();
         let t = &mut *t;
-        let (pending, dir) = if incoming { (&mut t.pending_in, "<-") } else { (&mut t.pending_out, "->") };
+        let (pending, dir) = if incoming {
+            (&mut t.pending_in, "<-")
+        } else {
+            (&mut t.pending_out, "->")
+        };
         pending.extend_from_slice(bytes);
         while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=nl).collect();
             let line = String::from_utf8_lossy(&line);
             let line = line.trim();
             // The 100 ms polls would drown the transcript; keep what matters.
-            if line.is_empty() || line.contains("query-version") || line.starts_with("{\"return\": {\"qemu\"") {
+            if line.is_empty()
+                || line.contains("query-version")
+                || line.starts_with("{\"return\": {\"qemu\"")
+            {
                 continue;
             }
             let _ = writeln!(t.file, "{at:9.3} {dir} {line}");
@@ -103,7 +119,11 @@ pub struct Monitor {
 
 fn event_name(e: &qmp::Event) -> (String, String) {
     let v = serde_json::to_value(e).unwrap_or_default();
-    let name = v.get("event").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+    let name = v
+        .get("event")
+        .and_then(|n| n.as_str())
+        .unwrap_or("?")
+        .to_string();
     let detail = v.get("data").map(|d| d.to_string()).unwrap_or_default();
     (name, detail)
 }
@@ -112,12 +132,29 @@ impl Monitor {
     /// Connects (retrying until `deadline`), performs the capabilities handshake and starts
     /// recording events.
     pub fn connect(socket: &Path, transcript: &Path, deadline: Duration) -> Result<Self> {
-        let sock = crate::console::connect_retry(socket, deadline).map_err(|source| Error::Connect { path: socket.to_path_buf(), source })?;
-        let file = std::fs::File::create(transcript).map_err(|source| Error::Transcript { path: transcript.to_path_buf(), source })?;
-        let log = Transcript { file, pending_in: Vec::new(), pending_out: Vec::new() };
-        let logged = Logged { sock: Arc::new(sock), log: Arc::new(Mutex::new(log)), start: Instant::now() };
+        let sock =
+            crate::console::connect_retry(socket, deadline).map_err(|source| Error::Connect {
+                path: socket.to_path_buf(),
+                source,
+            })?;
+        let file = std::fs::File::create(transcript).map_err(|source| Error::Transcript {
+            path: transcript.to_path_buf(),
+            source,
+        })?;
+        let log = Transcript {
+            file,
+            pending_in: Vec::new(),
+            pending_out: Vec::new(),
+        };
+        let logged = Logged {
+            sock: Arc::new(sock),
+            log: Arc::new(Mutex::new(log)),
+            start: Instant::now(),
+        };
         let mut client = qapi::Qmp::from_stream(logged);
-        client.handshake().map_err(|e| Error::Handshake(e.to_string()))?;
+        client
+            .handshake()
+            .map_err(|e| Error::Handshake(e.to_string()))?;
         let m = Monitor {
             client: Arc::new(Mutex::new(client)),
             events: Arc::default(),
@@ -135,7 +172,11 @@ impl Monitor {
             let mut ev = events.lock().unwrap_or_else(|p| p.into_inner());
             for e in drained {
                 let (name, detail) = event_name(&e);
-                ev.push(Seen { at: start.elapsed(), name, detail });
+                ev.push(Seen {
+                    at: start.elapsed(),
+                    name,
+                    detail,
+                });
             }
             if !ok {
                 closed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -151,7 +192,10 @@ impl Monitor {
 
     /// Every event seen so far.
     pub fn events(&self) -> Vec<Seen> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many events named `name` (`RESET`, `SHUTDOWN`, `STOP`) were seen.
@@ -180,15 +224,26 @@ impl Monitor {
         let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let s = c
             .execute(&qmp::query_status {})
-            .map_err(|e| Error::Command { command: "query-status", message: e.to_string() })?;
-        let status = serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            .map_err(|e| Error::Command {
+                command: "query-status",
+                message: e.to_string(),
+            })?;
+        let status = serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
         Ok((s.running, status))
     }
 
     /// `cont`: starts a machine created with `-S`.
     pub fn cont(&self) -> Result<()> {
         let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        c.execute(&qmp::cont {}).map(drop).map_err(|e| Error::Command { command: "cont", message: e.to_string() })
+        c.execute(&qmp::cont {})
+            .map(drop)
+            .map_err(|e| Error::Command {
+                command: "cont",
+                message: e.to_string(),
+            })
     }
 
     /// `quit`: ends QEMU.
@@ -198,7 +253,83 @@ impl Monitor {
             Ok(_) => Ok(()),
             // QEMU may close the socket before its reply arrives.
             Err(qapi::ExecuteError::Io(_)) => Ok(()),
-            Err(e) => Err(Error::Command { command: "quit", message: e.to_string() }),
+            Err(e) => Err(Error::Command {
+                command: "quit",
+                message: e.to_string(),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    /// A fake QEMU monitor: greeting, answers every command, and emits a RESET event after the
+    /// client's first poll; answers `query-status` with `running`.
+    fn fake_qemu(sock: &Path) {
+        let l = UnixListener::bind(sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let greet = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+            writeln!(s, "{greet}").unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut polls = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line.contains("query-version") {
+                    polls += 1;
+                    if polls == 1 {
+                        let ev = r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "RESET", "data": {"guest": true, "reason": "guest-reset"}}"#;
+                        writeln!(s, "{ev}").unwrap();
+                    }
+                    writeln!(s, r#"{{"return": {{"qemu": {{"micro": 0, "minor": 2, "major": 7}}, "package": ""}}}}"#).unwrap();
+                } else if line.contains("query-status") {
+                    writeln!(s, r#"{{"return": {{"status": "running", "singlestep": false, "running": true}}}}"#).unwrap();
+                } else if line.contains("quit") {
+                    writeln!(s, r#"{{"return": {{}}}}"#).unwrap();
+                    return;
+                } else {
+                    writeln!(s, r#"{{"return": {{}}}}"#).unwrap();
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn records_events_answers_status_and_keeps_a_transcript() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        fake_qemu(&sock);
+        let t = dir.path().join("qmp.log");
+        let m = Monitor::connect(&sock, &t, Duration::from_secs(5)).unwrap();
+        let check = m.reset_check();
+        let start = Instant::now();
+        while m.count("RESET") == 0 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(m.count("RESET"), 1, "{:?}", m.events());
+        assert!(check().is_some_and(|why| why.contains("RESET")));
+        assert_eq!(m.query_status().unwrap(), (true, "running".to_string()));
+        m.quit().unwrap();
+        let text = std::fs::read_to_string(&t).unwrap();
+        assert!(
+            text.contains(r#"-> {"execute":"qmp_capabilities""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""event": "RESET""#), "{text}");
+        assert!(
+            text.contains("query-status") && text.contains(r#""execute":"quit""#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("query-version"),
+            "the polls should not drown the transcript:\n{text}"
+        );
     }
 }

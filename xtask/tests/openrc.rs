@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xtask::guest::Profile;
+use xtask::cpio::Archive;
+use xtask::guest::{ExtraFile, Profile};
 use xtask::scenario::{scenario, BootOpts, Run, KEXEC_DEADLINE};
 
 /// Alpine names its boot files after the kernel flavor, the last `-` part of `uname -r`
@@ -59,6 +60,7 @@ fn reboot_expect_kexec(run: &mut Run, cmd: &str, marker: &str) -> Result<(Durati
         &format!("the next kernel after `{cmd}`"),
     )?;
     let took = t.elapsed();
+    run.kexec_times.push(took);
     run.assert_no_firmware_reboot()?;
     let after = boot_id(run)?;
     if after == before {
@@ -149,8 +151,14 @@ fn wiki(name: &str, kexec_tools: bool) -> Result<()> {
     let root = xtask::workspace_root();
     let mut o = opts();
     for svc in ["kexec-load", "kexec-exec"] {
-        o.files
-            .push((format!("/root/wiki/{svc}"), root.join("vm/wiki").join(svc)));
+        let p = root.join("vm/wiki").join(svc);
+        let contents = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        // Mode 0644: making them executable is one of the wiki's steps.
+        o.extra_files.push(ExtraFile {
+            path: format!("/root/wiki/{svc}"),
+            contents,
+            mode: 0o644,
+        });
     }
     scenario(name, o, |run| {
         if kexec_tools {
@@ -481,8 +489,15 @@ fn newer_kernel() -> Result<(PathBuf, String)> {
 #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
 fn openrc_newer_kernel_boots() -> Result<()> {
     let (kernel, version) = newer_kernel()?;
+    // A layer of the first boot only (the kexec'd boot does not need the 11 MB again).
+    let layer =
+        xtask::workspace_root().join("target/vm-tests/openrc_newer_kernel_boots.layer.cpio");
+    std::fs::create_dir_all(layer.parent().context("layer path")?)?;
+    let mut a = Archive::new();
+    a.file_from("root/vmlinuz-new", &kernel, 0o644)?;
+    a.write_file(&layer)?;
     let mut o = opts();
-    o.files.push(("/root/vmlinuz-new".into(), kernel));
+    o.layers.push(layer);
     scenario("openrc_newer_kernel_boots", o, |run| {
         let marker = format!("{}-boot2", run.name);
         let conf = format!(

@@ -24,7 +24,12 @@ const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt: 0, jf: 0, k }
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
@@ -45,16 +50,34 @@ fn install() -> Result<(), String> {
         stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
         stmt(BPF_RET_K, enosys),
     ];
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
     // As root (CAP_SYS_ADMIN) no_new_privs is not needed, and leaving it unset keeps the guest
     // closer to a real Alpine system; fall back to it only if the kernel insists.
-    let mut rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _) };
+    let mut rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const _,
+        )
+    };
     if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _) };
+        rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const _,
+            )
+        };
     }
     if rc != 0 {
-        return Err(format!("installing the seccomp filter failed: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "installing the seccomp filter failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -78,6 +101,10 @@ fn main() {
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     unsafe { libc::execv(args[0].as_ptr(), argv.as_ptr()) };
-    eprintln!("enosys-kexec-file: cannot exec {:?}: {}", args[0], std::io::Error::last_os_error());
+    eprintln!(
+        "enosys-kexec-file: cannot exec {:?}: {}",
+        args[0],
+        std::io::Error::last_os_error()
+    );
     std::process::exit(127);
 }

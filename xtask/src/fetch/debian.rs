@@ -58,17 +58,26 @@ fn apt_cache(args: &[&str]) -> Result<String> {
     duct::cmd("apt-cache", args)
         .stderr_null()
         .read()
-        .with_context(|| format!("`apt-cache {}` failed; is this a Debian system with apt?", args.join(" ")))
+        .with_context(|| {
+            format!(
+                "`apt-cache {}` failed; is this a Debian system with apt?",
+                args.join(" ")
+            )
+        })
 }
 
 /// Makes sure apt can answer: the arm64 architecture is known when needed, and the lists exist.
 fn ensure_apt(need_arm64: bool) -> Result<()> {
     let mut update = false;
     if need_arm64 {
-        let foreign = duct::cmd!("dpkg", "--print-foreign-architectures").read().context("dpkg is missing")?;
+        let foreign = duct::cmd!("dpkg", "--print-foreign-architectures")
+            .read()
+            .context("dpkg is missing")?;
         if !foreign.lines().any(|l| l.trim() == "arm64") {
             eprintln!("fetch: adding the arm64 architecture to dpkg (for the arm64 kernel used in parsing tests)");
-            duct::cmd!("dpkg", "--add-architecture", "arm64").run().context("`dpkg --add-architecture arm64` failed (are you root?)")?;
+            duct::cmd!("dpkg", "--add-architecture", "arm64")
+                .run()
+                .context("`dpkg --add-architecture arm64` failed (are you root?)")?;
             update = true;
         }
     }
@@ -81,7 +90,10 @@ fn ensure_apt(need_arm64: bool) -> Result<()> {
     }
     if update {
         eprintln!("fetch: running `apt-get update` (package lists missing)");
-        duct::cmd!("apt-get", "update").stdout_to_stderr().run().context("`apt-get update` failed (are you root, is the archive reachable?)")?;
+        duct::cmd!("apt-get", "update")
+            .stdout_to_stderr()
+            .run()
+            .context("`apt-get update` failed (are you root, is the archive reachable?)")?;
     }
     Ok(())
 }
@@ -94,7 +106,11 @@ fn versions(names: &[&str], deb_arch: &str) -> Vec<(String, String)> {
     }
     let mut args = vec!["show".to_string()];
     args.extend(names.iter().map(|n| format!("{n}:{deb_arch}")));
-    let text = duct::cmd("apt-cache", &args).stderr_null().unchecked().read().unwrap_or_default();
+    let text = duct::cmd("apt-cache", &args)
+        .stderr_null()
+        .unchecked()
+        .read()
+        .unwrap_or_default();
     let mut out = Vec::new();
     let mut package = String::new();
     for l in text.lines() {
@@ -110,7 +126,10 @@ fn versions(names: &[&str], deb_arch: &str) -> Vec<(String, String)> {
 /// The newest (package, version) whose name matches apt's `pattern`.
 fn newest(pattern: &str, deb_arch: &str) -> Result<(String, String)> {
     let names = apt_cache(&["search", "--names-only", pattern])?;
-    let names: Vec<&str> = names.lines().filter_map(|l| l.split(" - ").next().map(str::trim)).collect();
+    let names: Vec<&str> = names
+        .lines()
+        .filter_map(|l| l.split(" - ").next().map(str::trim))
+        .collect();
     versions(&names, deb_arch)
         .into_iter()
         .max_by(|a, b| debver::compare(&a.1, &b.1))
@@ -126,15 +145,27 @@ fn lib_closure(package: &str, deb_arch: &str) -> Vec<(String, String)> {
         let names: Vec<&str> = frontier.iter().map(String::as_str).collect();
         let mut args = vec!["show".to_string()];
         args.extend(names.iter().map(|n| format!("{n}:{deb_arch}")));
-        let text = duct::cmd("apt-cache", &args).stderr_null().unchecked().read().unwrap_or_default();
+        let text = duct::cmd("apt-cache", &args)
+            .stderr_null()
+            .unchecked()
+            .read()
+            .unwrap_or_default();
         let mut next = Vec::new();
         // Records of all versions: keep the newest record per package.
         let mut best: std::collections::BTreeMap<String, (String, String)> = Default::default();
         for rec in text.split("\n\n") {
-            let field = |f: &str| rec.lines().find_map(|l| l.strip_prefix(f)).map(|v| v.trim().to_string());
-            let (Some(p), Some(v)) = (field("Package: "), field("Version: ")) else { continue };
+            let field = |f: &str| {
+                rec.lines()
+                    .find_map(|l| l.strip_prefix(f))
+                    .map(|v| v.trim().to_string())
+            };
+            let (Some(p), Some(v)) = (field("Package: "), field("Version: ")) else {
+                continue;
+            };
             let deps = field("Depends: ").unwrap_or_default();
-            let newer = best.get(&p).is_none_or(|(bv, _)| debver::compare(&v, bv).is_gt());
+            let newer = best
+                .get(&p)
+                .is_none_or(|(bv, _)| debver::compare(&v, bv).is_gt());
             if newer {
                 best.insert(p, (v, deps));
             }
@@ -144,9 +175,20 @@ fn lib_closure(package: &str, deb_arch: &str) -> Vec<(String, String)> {
                 seen.push((p.clone(), v));
             }
             for d in deps.split(',') {
-                let first = d.split('|').next().unwrap_or("").split_whitespace().next().unwrap_or("");
+                let first = d
+                    .split('|')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("");
                 let first = first.split(':').next().unwrap_or("");
-                if first.starts_with("lib") && first != "libc6" && first != package && !seen.iter().any(|(s, _)| s == first) && !next.iter().any(|n: &String| n == first) {
+                if first.starts_with("lib")
+                    && first != "libc6"
+                    && first != package
+                    && !seen.iter().any(|(s, _)| s == first)
+                    && !next.iter().any(|n: &String| n == first)
+                {
                     next.push(first.to_string());
                 }
             }
@@ -183,23 +225,38 @@ fn get(cache: &Cache, name: &str, deb_arch: &str, version: &str) -> Result<PathB
             cache.insert(&key, &deb, None)?
         }
     };
-    let sha = blob.file_name().and_then(|n| n.to_str()).context("cache blob without a name")?.to_string();
+    let sha = blob
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("cache blob without a name")?
+        .to_string();
     cache.extracted(&sha, |dir| {
         duct::cmd!("dpkg-deb", "-x", &blob, dir)
             .run()
-            .with_context(|| format!("`dpkg-deb -x {}` failed: the cached package is damaged; delete it and re-run", blob.display()))?;
+            .with_context(|| {
+                format!(
+                    "`dpkg-deb -x {}` failed: the cached package is damaged; delete it and re-run",
+                    blob.display()
+                )
+            })?;
         Ok(())
     })
 }
 
 fn wanted_arch(args: &FetchArgs, arch: &str) -> bool {
-    args.arch.is_empty() || args.arch.iter().any(|a| super::kernel_arch(a) == Some(arch))
+    args.arch.is_empty()
+        || args
+            .arch
+            .iter()
+            .any(|a| super::kernel_arch(a) == Some(arch))
 }
 
 /// Fetches the Debian kernels and userland.
 pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
     for a in &args.arch {
-        super::kernel_arch(a).with_context(|| format!("unknown architecture {a:?}: use x86_64 (amd64) or aarch64 (arm64)"))?;
+        super::kernel_arch(a).with_context(|| {
+            format!("unknown architecture {a:?}: use x86_64 (amd64) or aarch64 (arm64)")
+        })?;
     }
     let specs: Vec<&KernelSpec> = KERNELS
         .iter()
@@ -227,7 +284,13 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
             package,
             package_version,
         };
-        eprintln!("fetch: kernel {} = {} {} -> {}", entry.name, entry.package, entry.package_version, entry.kernel.display());
+        eprintln!(
+            "fetch: kernel {} = {} {} -> {}",
+            entry.name,
+            entry.package,
+            entry.package_version,
+            entry.kernel.display()
+        );
         out.kernels.push(entry);
     }
     let names: Vec<&str> = USERLAND.iter().map(|u| u.1).collect();
@@ -239,9 +302,15 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
             .map(|(_, v)| v)
             .max_by(|a, b| debver::compare(a, b))
             .cloned()
-            .with_context(|| format!("apt knows no version of {package} for amd64; run `apt-get update`"))?;
+            .with_context(|| {
+                format!("apt knows no version of {package} for amd64; run `apt-get update`")
+            })?;
         let root = get(cache, package, "amd64", &version)?;
-        let path = if main.is_empty() { root.clone() } else { existing(root.join(main))? };
+        let path = if main.is_empty() {
+            root.clone()
+        } else {
+            existing(root.join(main))?
+        };
         out.userland.push(UserlandEntry {
             role: role.to_string(),
             source: "debian".into(),
@@ -273,7 +342,9 @@ fn existing(p: PathBuf) -> Result<PathBuf> {
     if p.exists() {
         Ok(p)
     } else {
-        bail!("the package was expected to contain {}, but it does not; the package layout changed", p.display())
+        bail!(
+            "the package was expected to contain {}, but it does not; the package layout changed",
+            p.display()
+        )
     }
 }
-

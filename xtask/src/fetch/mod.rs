@@ -85,7 +85,8 @@ pub struct FetchArgs {
     /// Architecture(s): `x86_64` (= amd64), `aarch64` (= arm64).
     #[arg(long)]
     pub arch: Vec<String>,
-    /// Alpine mirror base URL (the directory holding `alpine/`'s branches).
+    /// Alpine mirror URL: the directory holding the branches (`<URL>/latest-stable/…`).
+    /// Default: `KEXEC_RS_ALPINE_MIRROR`, else the system's `/etc/apk/repositories`.
     #[arg(long)]
     pub mirror: Option<String>,
     /// `--source local`: the kernel image to register.
@@ -122,17 +123,19 @@ pub fn run(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
         Source::Alpine => alpine::fetch(cache, args)?,
         Source::Local => local::fetch(cache, args)?,
         Source::Auto => {
-            let mirror = args.mirror.clone().unwrap_or_else(alpine::default_mirror);
-            match alpine::probe(&mirror, Duration::from_secs(args.probe_timeout)) {
-                Ok(()) => {
-                    eprintln!("fetch: using Alpine: its mirror {mirror} answered");
-                    alpine::fetch(cache, args)?
-                }
-                Err(why) => {
+            let mirror = args.mirror.clone().or_else(alpine::configured_mirror);
+            match alpine::probe(mirror.as_deref(), Duration::from_secs(args.probe_timeout)) {
+                Ok(m) => {
                     eprintln!(
-                        "fetch: using Debian packages through apt: the Alpine mirror {mirror} did not answer within {} s ({why})",
+                        "fetch: using Alpine: its mirror {m} answered within {} s",
                         args.probe_timeout
                     );
+                    let mut a = args.clone();
+                    a.mirror = Some(m);
+                    alpine::fetch(cache, &a)?
+                }
+                Err(why) => {
+                    eprintln!("fetch: using Debian packages through apt, because the Alpine mirror is not usable: {why}");
                     debian::fetch(cache, args)?
                 }
             }
@@ -149,7 +152,11 @@ fn merge_manifests(cache: &Cache, f: &Fetched) -> Result<()> {
     kernels.sort_by(|a, b| a.name.cmp(&b.name));
     cache.write_manifest("kernels.json", &kernels)?;
     let mut user = read_userland(cache.root()).unwrap_or_default();
-    user.retain(|u| !f.userland.iter().any(|n| n.role == u.role && n.source == u.source && n.arch == u.arch));
+    user.retain(|u| {
+        !f.userland
+            .iter()
+            .any(|n| n.role == u.role && n.source == u.source && n.arch == u.arch)
+    });
     user.extend(f.userland.iter().cloned());
     user.sort_by(|a, b| (&a.source, &a.role).cmp(&(&b.source, &b.role)));
     cache.write_manifest("userland.json", &user)?;
@@ -159,13 +166,25 @@ fn merge_manifests(cache: &Cache, f: &Fetched) -> Result<()> {
 /// Reads `<root>/kernels.json`.
 pub fn read_kernels(root: &Path) -> Result<Vec<KernelEntry>> {
     let p = root.join("kernels.json");
-    let b = std::fs::read(&p).with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
-    serde_json::from_slice(&b).with_context(|| format!("{} is not a valid kernels manifest; re-run `cargo xtask fetch`", p.display()))
+    let b = std::fs::read(&p)
+        .with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
+    serde_json::from_slice(&b).with_context(|| {
+        format!(
+            "{} is not a valid kernels manifest; re-run `cargo xtask fetch`",
+            p.display()
+        )
+    })
 }
 
 /// Reads `<root>/userland.json`.
 pub fn read_userland(root: &Path) -> Result<Vec<UserlandEntry>> {
     let p = root.join("userland.json");
-    let b = std::fs::read(&p).with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
-    serde_json::from_slice(&b).with_context(|| format!("{} is not a valid userland manifest; re-run `cargo xtask fetch`", p.display()))
+    let b = std::fs::read(&p)
+        .with_context(|| format!("cannot read {}: run `cargo xtask fetch` first", p.display()))?;
+    serde_json::from_slice(&b).with_context(|| {
+        format!(
+            "{} is not a valid userland manifest; re-run `cargo xtask fetch`",
+            p.display()
+        )
+    })
 }

@@ -145,14 +145,12 @@ fn uptime_of(line: &str) -> Result<f64> {
         .with_context(|| format!("no uptime in the ready line {line:?}"))
 }
 
-/// The first boot's ready line, from the console so far.
-fn first_ready_line(run: &Run) -> Result<String> {
-    let pat = format!("KEXECRS-READY marker={} ", run.guest.marker);
-    let text = run.vm.console.text();
-    let at = text
-        .find(&pat)
-        .context("the first ready line is not on the console")?;
-    Ok(text[at..].lines().next().unwrap_or("").to_string())
+/// The rest of the first boot's ready line (`Run::boot` returns once its start has arrived).
+fn first_ready_line(run: &mut Run) -> Result<String> {
+    run.vm
+        .console
+        .expect("\n", CMD_DEADLINE, "the end of the first ready line")
+        .map_err(Into::into)
 }
 
 /// The console text of the first boot (up to its ready line).
@@ -317,7 +315,7 @@ pub fn transition_once(name: &str, imp: Impl, mode: Mode) -> Result<Transition> 
     let mut run = Run::boot(name, BootOpts::default())?;
     let result = (|| {
         run.require(imp)?;
-        let first_up = uptime_of(&first_ready_line(&run)?)?;
+        let first_up = uptime_of(&first_ready_line(&mut run)?)?;
         let first_err = early_clock_error(&first_boot_text(&run));
         let first_rate = clock_rate(&mut run)?;
         let cold = run.booted.as_secs_f64() - corrected(first_up - first_err, first_rate);

@@ -138,6 +138,10 @@ pub struct Run {
     pub ours_missing: Option<String>,
     /// Deadline for the next kernel to announce itself after an exec.
     pub kexec_deadline: Duration,
+    /// QEMU start → first console ready line.
+    pub boot_time: Option<Duration>,
+    /// Each exec command → the next kernel's ready line.
+    pub kexec_times: Vec<Duration>,
     boots: u32,
 }
 
@@ -211,11 +215,14 @@ impl Run {
             booted: Duration::ZERO,
             ours_missing: bins.ours.err(),
             kexec_deadline: KEXEC_DEADLINE,
+            boot_time: None,
+            kexec_times: Vec::new(),
             boots: 0,
         };
         let marker = run.guest.marker.clone();
         run.expect_ready(&marker, BOOT_DEADLINE, "first boot of the guest")?;
         run.booted = started.elapsed();
+        run.boot_time = Some(run.booted);
         eprintln!(
             "[{name}] booted ({}) in {:.1} s",
             run.guest.profile,
@@ -324,6 +331,7 @@ impl Run {
         }
         self.boots += 1;
         let took = t.elapsed();
+        self.kexec_times.push(took);
         self.assert_no_firmware_reboot()?;
         eprintln!(
             "[{}] `{cmd}` -> new kernel ready in {:.1} s",
@@ -359,6 +367,47 @@ impl Run {
     }
 }
 
+/// One line of `target/vm-tests/timings.jsonl`, summarized by `cargo xtask vm-test`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub scenario: String,
+    pub kernel: String,
+    pub profile: String,
+    pub passed: bool,
+    pub boot_s: Option<f64>,
+    pub kexec_s: Vec<f64>,
+    pub total_s: f64,
+}
+
+/// Where scenarios append their timings (one JSON object per line).
+pub fn timings_path() -> PathBuf {
+    crate::workspace_root().join("target/vm-tests/timings.jsonl")
+}
+
+fn record_timing(run: &Run, passed: bool) {
+    let t = Timing {
+        scenario: run.name.clone(),
+        kernel: std::env::var("KEXEC_RS_VM_KERNEL")
+            .unwrap_or_else(|_| "debian-6.1-cloud-amd64".into()),
+        profile: run.guest.profile.to_string(),
+        passed,
+        boot_s: run.boot_time.map(|d| d.as_secs_f64()),
+        kexec_s: run.kexec_times.iter().map(Duration::as_secs_f64).collect(),
+        total_s: run.started.elapsed().as_secs_f64(),
+    };
+    if let Ok(line) = serde_json::to_string(&t) {
+        // One write of one line with O_APPEND: parallel scenarios do not interleave.
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(timings_path())
+        {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// Runs a scenario: on failure prints the reason and the artifact paths (kept on disk), on
 /// success removes the run's directory.
 pub fn scenario<F>(name: &str, opts: BootOpts, body: F) -> Result<()>
@@ -378,6 +427,7 @@ where
     };
     let result = body(&mut run);
     run.vm.stop();
+    record_timing(&run, result.is_ok());
     match result {
         Ok(()) => {
             eprintln!(

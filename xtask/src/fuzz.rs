@@ -60,8 +60,14 @@ fn succeeds(cmd: &mut Command) -> bool {
 fn ensure_tools() -> Result<()> {
     if !succeeds(Command::new("cargo").args(["+nightly", "--version"])) {
         eprintln!("fuzz: installing the nightly toolchain (cargo-fuzz needs -Z sanitizer flags)");
-        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
-            .context("installing nightly with rustup (is rustup installed?)")?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))
+        .context("installing nightly with rustup (is rustup installed?)")?;
     }
     if !succeeds(Command::new("cargo").args(["+nightly", "fuzz", "--version"])) {
         eprintln!("fuzz: installing cargo-fuzz");
@@ -212,7 +218,10 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             "no crash".to_string()
         };
-        println!("{:<16} {:>12} executions  {verdict}", o.target, o.executions);
+        println!(
+            "{:<16} {:>12} executions  {verdict}",
+            o.target, o.executions
+        );
         outcomes.push(o);
     }
     let executions: u64 = outcomes.iter().map(|o| o.executions).sum();
@@ -248,7 +257,10 @@ mod tests {
                    stat::number_of_executed_units: 5000\n";
         assert_eq!(
             parse_log(log),
-            (5000, Some("/w/fuzz/artifacts/elf/crash-da39a3ee".to_string()))
+            (
+                5000,
+                Some("/w/fuzz/artifacts/elf/crash-da39a3ee".to_string())
+            )
         );
         // Without final stats, the last status line counts.
         assert_eq!(parse_log("#1\tINITED\n#77\tNEW cov: 1\n"), (77, None));

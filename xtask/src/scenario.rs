@@ -8,7 +8,7 @@
 //! its serial log and QMP transcript paths printed, when it fails (or always with
 //! `KEXEC_RS_KEEP=1`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -55,6 +55,9 @@ pub struct BootOpts {
     pub memory_mb: u32,
     /// Size of a fresh raw virtio disk to attach, in MiB.
     pub disk_mb: Option<u64>,
+    /// Extra host files for this run, as (path in the guest, host file), added as a last
+    /// initramfs layer of the first boot only (e.g. a second kernel in `/boot`).
+    pub files: Vec<(String, PathBuf)>,
 }
 
 impl Default for BootOpts {
@@ -64,6 +67,7 @@ impl Default for BootOpts {
             extra_cmdline: Vec::new(),
             memory_mb: 1024,
             disk_mb: None,
+            files: Vec::new(),
         }
     }
 }
@@ -100,14 +104,30 @@ impl Run {
     /// Builds the guest for this scenario and boots it; returns once its console is ready.
     pub fn boot(name: &str, opts: BootOpts) -> Result<Run> {
         let dir = crate::workspace_root().join("target/vm-tests").join(name);
+        Run::boot_kernel(name, &kernel()?, &dir, opts)
+    }
+
+    /// Like [`Run::boot`], on a kernel chosen by the caller and in a run directory of its own
+    /// (`cargo xtask matrix` boots many kernels, not the one `KEXEC_RS_VM_KERNEL` names).
+    pub fn boot_kernel(name: &str, k: &KernelEntry, dir: &Path, opts: BootOpts) -> Result<Run> {
+        let dir = dir.to_path_buf();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let k = kernel()?;
         let user = guest::Userland::from_manifest(&crate::fetch::read_userland(
             &crate::cache::default_root(),
         )?)?;
         let bins = guest::build_binaries()?;
-        let built = guest::build_initramfs(&k, &user, &bins, &dir)?;
+        let built = guest::build_initramfs(k, &user, &bins, &dir)?;
+        if !opts.files.is_empty() {
+            let mut layer = crate::cpio::Archive::new();
+            for (at, host) in &opts.files {
+                layer.file_from(at.trim_start_matches('/'), host, 0o644)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&built.initrd)?;
+            layer.write_to(&mut f)?;
+        }
         let disk = match opts.disk_mb {
             Some(mb) => {
                 let p = dir.join("disk.img");

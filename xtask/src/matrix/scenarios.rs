@@ -1,0 +1,290 @@
+//! The scenarios the matrix runs on each kernel, written over the VM harness's building blocks
+//! ([`Run::boot_kernel`], [`Run::load`], [`Run::exec_and_expect_kexec`]), each in a guest of
+//! its own so one kernel's panic or hang fails that cell (with the reason) and nothing else.
+//!
+//! Every kexec is checked twice: the next kernel announces the marker it was given (and QEMU
+//! saw no firmware reset), and `uname -r` is the release the matrix expected to boot.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+
+use crate::guest::paths;
+use crate::scenario::{BootOpts, Impl, Run};
+
+use super::def::Scenario;
+use super::kernels::Kernel;
+
+/// Where a guest gets the other kernel of a cross-version pair.
+const NEXT_KERNEL: &str = "/boot/next/vmlinuz";
+/// Where a local kernel's own initramfs goes.
+const LOCAL_INITRD: &str = "/boot/initrd-local";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+/// One kernel × scenario result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub scenario: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+    /// Serial log, QMP transcript and QEMU stderr of a failed run (kept on disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<PathBuf>,
+    /// The guest never became ready (so the kernel's other scenarios need not be tried).
+    #[serde(skip)]
+    pub no_boot: bool,
+}
+
+/// Why `k` cannot run `s`, if it cannot.
+pub fn skip_reason(s: Scenario, k: &Kernel) -> Option<String> {
+    let c = &k.config;
+    match s {
+        Scenario::File if c.kexec_file == Some(false) => {
+            Some("CONFIG_KEXEC_FILE is not set: no kexec_file_load".into())
+        }
+        Scenario::File if k.profile != crate::guest::Profile::Debian => Some(format!(
+            "the {} guest has no kexec_file_load, like the kernel it stands for",
+            k.profile
+        )),
+        Scenario::Classic | Scenario::Openrc | Scenario::Cross if c.kexec == Some(false) => {
+            Some("CONFIG_KEXEC is not set: no kexec_load".into())
+        }
+        Scenario::Openrc if !crate::workspace_root().join("vm/wiki/kexec-load").is_file() => Some(
+            "the Alpine wiki's OpenRC services (vm/wiki/, from the openrc branch) are not in this checkout"
+                .into(),
+        ),
+        Scenario::Openrc => Some(
+            "the OpenRC wiki flow is not yet a harness building block (it lives in xtask/tests/openrc.rs)"
+                .into(),
+        ),
+        Scenario::Crash if c.crash_dump == Some(false) => {
+            Some("CONFIG_CRASH_DUMP is not set: no capture kernel".into())
+        }
+        _ => None,
+    }
+}
+
+/// The `--initrd` arguments of a load in a guest of `k`.
+fn initrds(k: &Kernel) -> String {
+    let mut s = String::new();
+    if k.initrd.is_some() {
+        s.push_str(&format!("--initrd {LOCAL_INITRD} "));
+    }
+    s.push_str(&format!("--initrd {}", paths::INITRAMFS));
+    s
+}
+
+fn opts_for(k: &Kernel) -> BootOpts {
+    let mut o = BootOpts {
+        profile: k.profile,
+        ..BootOpts::default()
+    };
+    if let Some(i) = &k.initrd {
+        o.files.push((LOCAL_INITRD.into(), i.clone()));
+    }
+    o
+}
+
+/// `uname -r` in the guest must be `want`.
+fn expect_release(run: &mut Run, want: &str) -> Result<()> {
+    let now = run.ok("uname -r")?.trim().to_string();
+    ensure!(
+        now == want,
+        "the kernel running after the kexec is {now:?}, expected {want:?}"
+    );
+    Ok(())
+}
+
+/// Load (`-s` for file, `-c` for classic), exec, check marker, command line and release.
+fn load_exec(run: &mut Run, k: &Kernel, mode: &str) -> Result<()> {
+    let marker = format!("{}-boot2", run.name);
+    let cmdline = run.cmdline_for(&marker);
+    run.load(
+        Impl::Ours,
+        &format!(
+            "{mode} -l {} {} --append \"{cmdline}\"",
+            paths::KERNEL,
+            initrds(k)
+        ),
+    )?;
+    run.exec_and_expect_kexec(&format!("{} -e", Impl::Ours.path()), &marker)?;
+    let now = run.read("/proc/cmdline")?;
+    ensure!(
+        now.contains(&format!("kexecrs.marker={marker}")),
+        "after the kexec, /proc/cmdline is {now:?}"
+    );
+    expect_release(run, &k.entry.version)
+}
+
+/// `crashkernel=256M`, `kexec -p`, a sysrq crash: the capture kernel boots and `/proc/vmcore`
+/// is an ELF core.
+fn crash(run: &mut Run, k: &Kernel) -> Result<()> {
+    let marker = format!("{}-capture", run.name);
+    let cmdline = format!(
+        "{} irqpoll nr_cpus=1 reset_devices",
+        run.cmdline_for(&marker)
+    );
+    run.load(
+        Impl::Ours,
+        &format!("-p {} {} --append \"{cmdline}\"", paths::KERNEL, initrds(k)),
+    )?;
+    run.exec_and_expect_kexec("echo c > /proc/sysrq-trigger", &marker)?;
+    let magic = run.ok("head -c 4 /proc/vmcore | tail -c 3")?;
+    ensure!(
+        magic.trim() == "ELF",
+        "/proc/vmcore does not start with an ELF header: {magic:?}"
+    );
+    expect_release(run, &k.entry.version)
+}
+
+/// Boot `from`, load `to` (auto mode: the syscall the running kernel offers), exec, and check
+/// that `to` is what runs.
+fn cross(run: &mut Run, to: &Kernel) -> Result<()> {
+    let marker = format!("{}-boot2", run.name);
+    let cmdline = run.cmdline_for(&marker);
+    run.load(
+        Impl::Ours,
+        &format!(
+            "-l {NEXT_KERNEL} --initrd {} --append \"{cmdline}\"",
+            paths::INITRAMFS
+        ),
+    )?;
+    run.exec_and_expect_kexec(&format!("{} -e", Impl::Ours.path()), &marker)?;
+    expect_release(run, &to.entry.version)
+}
+
+/// A job: one guest.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Scenario `s` on kernel `k` (index into the run's kernels).
+    On { k: usize, s: Scenario },
+    /// Boot kernel `from`, kexec into `to`.
+    Cross { from: usize, to: usize },
+}
+
+/// The kernel panic line, if the serial log has one.
+pub fn panic_line(log: &Path) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .find(|l| l.contains("Kernel panic - not syncing"))
+        .map(|l| {
+            l.trim()
+                .trim_start_matches(|c: char| {
+                    c == '[' || c.is_ascii_digit() || c == '.' || c == ' ' || c == ']'
+                })
+                .to_string()
+        })
+}
+
+/// Makes an error one line: its first line, the panic line if the kernel panicked (a crash
+/// scenario's deliberate panic aside), and where the logs are.
+fn one_line(e: &anyhow::Error, dir: &Path, expect_panic: bool) -> String {
+    let full = format!("{e:#}");
+    let mut first = full.lines().next().unwrap_or("failed").trim().to_string();
+    // The harness appends the artifact paths; the report gives the directory instead.
+    if let Some(i) = first.find("; serial log:") {
+        first.truncate(i);
+    }
+    if !expect_panic {
+        if let Some(p) = panic_line(&dir.join("serial.log")) {
+            first = format!("{first} [console: {p}]");
+        }
+    }
+    first
+}
+
+/// Runs one job in `dir`; never panics, never returns early without a cell.
+pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
+    let t = Instant::now();
+    let (k, opts, scenario) = match job {
+        Job::On { k, s } => (&kernels[*k], opts_for(&kernels[*k]), s.name().to_string()),
+        Job::Cross { from, to } => {
+            let mut o = opts_for(&kernels[*from]);
+            o.files
+                .push((NEXT_KERNEL.into(), kernels[*to].entry.kernel.clone()));
+            let dir = if to > from { "up" } else { "down" };
+            (&kernels[*from], o, format!("cross-{dir}"))
+        }
+    };
+    let mut opts = opts;
+    if matches!(
+        job,
+        Job::On {
+            s: Scenario::Crash,
+            ..
+        }
+    ) {
+        opts.extra_cmdline.push("crashkernel=256M".into());
+    }
+    let booted = Run::boot_kernel(name, &k.entry, dir, opts);
+    let mut run = match booted {
+        Ok(r) => r,
+        Err(e) => {
+            return Cell {
+                scenario,
+                outcome: Outcome::Fail(format!("did not boot: {}", one_line(&e, dir, false))),
+                seconds: t.elapsed().as_secs_f64(),
+                artifacts: Some(dir.to_path_buf()),
+                no_boot: true,
+            }
+        }
+    };
+    let result = match job {
+        Job::On {
+            s: Scenario::File, ..
+        } => load_exec(&mut run, k, "-s"),
+        Job::On {
+            s: Scenario::Classic,
+            ..
+        } => load_exec(&mut run, k, "-c"),
+        Job::On {
+            s: Scenario::Crash, ..
+        } => crash(&mut run, k),
+        Job::On { s, .. } => Err(anyhow::anyhow!("scenario {} has no runner", s.name())),
+        Job::Cross { to, .. } => cross(&mut run, &kernels[*to]),
+    };
+    run.vm.stop();
+    let seconds = t.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => {
+            if std::env::var_os("KEXEC_RS_KEEP").is_none() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cell {
+                scenario,
+                outcome: Outcome::Pass,
+                seconds,
+                artifacts: None,
+                no_boot: false,
+            }
+        }
+        Err(e) => Cell {
+            scenario,
+            outcome: Outcome::Fail(one_line(
+                &e,
+                dir,
+                matches!(
+                    job,
+                    Job::On {
+                        s: Scenario::Crash,
+                        ..
+                    }
+                ),
+            )),
+            seconds,
+            artifacts: Some(dir.to_path_buf()),
+            no_boot: false,
+        },
+    }
+}

@@ -21,6 +21,8 @@ pub struct Kernel {
     /// Row label: unique in a run.
     pub label: String,
     pub entry: KernelEntry,
+    /// `uname -r` once it runs (the image's version string; the entry's version until read).
+    pub uname: String,
     /// The path to name in messages (the user's path for local kernels).
     pub shown: PathBuf,
     /// The header snapshot it is compared with.
@@ -124,6 +126,7 @@ fn debian_kernels(
                 &version,
             ) {
                 Ok(entry) => out.push(Kernel {
+                    uname: entry.version.clone(),
                     label: format!("debian {label}"),
                     shown: entry.kernel.clone(),
                     snapshot: series.snapshot.clone(),
@@ -171,6 +174,7 @@ fn alpine_kernels(
                 for entry in f.kernels {
                     let flavor = entry.version.rsplit('-').next().unwrap_or("").to_string();
                     out.push(Kernel {
+                        uname: entry.version.clone(),
                         label: format!("alpine {release} {flavor} ({})", entry.version),
                         shown: entry.kernel.clone(),
                         snapshot: format!("alpine-{flavor}-{}", entry.arch),
@@ -245,6 +249,7 @@ fn local_kernels(
                     entry.name = format!("local-{file}");
                     let config = Config::find(&local_configs(&kernel, &entry.version));
                     out.push(Kernel {
+                        uname: entry.version.clone(),
                         label: format!("local {file} ({})", entry.version),
                         shown: kernel.clone(),
                         snapshot: format!("local-{file}"),

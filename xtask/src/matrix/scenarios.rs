@@ -123,7 +123,7 @@ fn load_exec(run: &mut Run, k: &Kernel, mode: &str) -> Result<()> {
         now.contains(&format!("kexecrs.marker={marker}")),
         "after the kexec, /proc/cmdline is {now:?}"
     );
-    expect_release(run, &k.entry.version)
+    expect_release(run, &k.uname)
 }
 
 /// `crashkernel=256M`, `kexec -p`, a sysrq crash: the capture kernel boots and `/proc/vmcore`
@@ -144,7 +144,7 @@ fn crash(run: &mut Run, k: &Kernel) -> Result<()> {
         magic.trim() == "ELF",
         "/proc/vmcore does not start with an ELF header: {magic:?}"
     );
-    expect_release(run, &k.entry.version)
+    expect_release(run, &k.uname)
 }
 
 /// Boot `from`, load `to` (auto mode: the syscall the running kernel offers), exec, and check
@@ -160,7 +160,7 @@ fn cross(run: &mut Run, to: &Kernel) -> Result<()> {
         ),
     )?;
     run.exec_and_expect_kexec(&format!("{} -e", Impl::Ours.path()), &marker)?;
-    expect_release(run, &to.entry.version)
+    expect_release(run, &to.uname)
 }
 
 /// A job: one guest.

@@ -243,6 +243,7 @@ fn skip(name: &str, why: &str) -> Cell {
         outcome: Outcome::Skip(why.into()),
         seconds: 0.0,
         artifacts: None,
+        target: None,
         no_boot: false,
     }
 }

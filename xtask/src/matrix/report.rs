@@ -112,6 +112,9 @@ impl Report {
                 }
             }
             for c in &r.cells {
+                if let Some(t) = &c.target {
+                    n.push(format!("{} / {}: kexec into {t}", r.kernel, c.scenario));
+                }
                 if let Some(a) = &c.artifacts {
                     n.push(format!(
                         "{} / {}: logs in {}",

@@ -40,6 +40,9 @@ pub struct Cell {
     /// Serial log, QMP transcript and QEMU stderr of a failed run (kept on disk).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<PathBuf>,
+    /// For a cross-version cell: the kernel kexec'd into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The guest never became ready (so the kernel's other scenarios need not be tried).
     #[serde(skip)]
     pub no_boot: bool,
@@ -172,23 +175,51 @@ pub enum Job {
     Cross { from: usize, to: usize },
 }
 
-/// The kernel panic line, if the serial log has one.
-pub fn panic_line(log: &Path) -> Option<String> {
-    let text = std::fs::read(log).ok()?;
-    let text = String::from_utf8_lossy(&text);
-    text.lines()
-        .find(|l| l.contains("Kernel panic - not syncing"))
-        .map(|l| {
-            l.trim()
-                .trim_start_matches(|c: char| {
-                    c == '[' || c.is_ascii_digit() || c == '.' || c == ' ' || c == ']'
-                })
-                .to_string()
-        })
+/// A console line without escape sequences and control characters.
+fn clean(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequences (`ESC [ … letter`) and two-character escapes (`ESC c`).
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out.trim().to_string()
 }
 
-/// Makes an error one line: its first line, the panic line if the kernel panicked (a crash
-/// scenario's deliberate panic aside), and where the logs are.
+/// What the console says about a guest that failed: the kernel's panic line if there is one
+/// (without its timestamp), else its last line (where a hung boot stopped).
+pub fn console_clue(serial: &str) -> Option<String> {
+    if let Some(p) = serial
+        .lines()
+        .find(|l| l.contains("Kernel panic - not syncing"))
+    {
+        let p = clean(p);
+        let p = match p.find("Kernel panic") {
+            Some(i) => p[i..].to_string(),
+            None => p,
+        };
+        return Some(format!("console: {p}"));
+    }
+    let last = serial.lines().map(clean).rev().find(|l| !l.is_empty())?;
+    let last: String = last.chars().take(160).collect();
+    Some(format!("console ends with: {last}"))
+}
+
+/// Makes an error one line: its first line, what the console shows (the panic line, or the
+/// last line of a hung boot; a crash scenario's deliberate panic aside).
 fn one_line(e: &anyhow::Error, dir: &Path, expect_panic: bool) -> String {
     let full = format!("{e:#}");
     let mut first = full.lines().next().unwrap_or("failed").trim().to_string();
@@ -196,12 +227,22 @@ fn one_line(e: &anyhow::Error, dir: &Path, expect_panic: bool) -> String {
     if let Some(i) = first.find("; serial log:") {
         first.truncate(i);
     }
-    if !expect_panic {
-        if let Some(p) = panic_line(&dir.join("serial.log")) {
-            first = format!("{first} [console: {p}]");
+    let serial = std::fs::read(dir.join("serial.log"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let serial = if expect_panic {
+        // Only what came after the deliberate crash can explain a failed capture.
+        match serial.rfind("sysrq: Trigger a crash") {
+            Some(i) => serial[i..].lines().skip(1).collect::<Vec<_>>().join("\n"),
+            None => serial,
         }
+    } else {
+        serial
+    };
+    match console_clue(&serial) {
+        Some(c) => format!("{first} [{c}]"),
+        None => first,
     }
-    first
 }
 
 /// Runs one job in `dir`; never panics, never returns early without a cell.
@@ -236,9 +277,14 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
                 outcome: Outcome::Fail(format!("did not boot: {}", one_line(&e, dir, false))),
                 seconds: t.elapsed().as_secs_f64(),
                 artifacts: Some(dir.to_path_buf()),
+                target: None,
                 no_boot: true,
             }
         }
+    };
+    let target = match job {
+        Job::Cross { to, .. } => Some(kernels[*to].label.clone()),
+        Job::On { .. } => None,
     };
     let result = match job {
         Job::On {
@@ -256,7 +302,7 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
     };
     run.vm.stop();
     let seconds = t.elapsed().as_secs_f64();
-    match result {
+    let cell = match result {
         Ok(()) => {
             if std::env::var_os("KEXEC_RS_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(dir);
@@ -266,6 +312,7 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
                 outcome: Outcome::Pass,
                 seconds,
                 artifacts: None,
+                target: None,
                 no_boot: false,
             }
         }
@@ -284,7 +331,29 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
             )),
             seconds,
             artifacts: Some(dir.to_path_buf()),
+            target: None,
             no_boot: false,
         },
+    };
+    Cell { target, ..cell }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_clue;
+
+    #[test]
+    fn the_console_clue_is_the_panic_line_or_where_a_boot_stopped() {
+        let panicked = "[    0.000000] Linux version 6.1.0\r\n[    2.345678] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n[    2.4] ---[ end Kernel panic ]---\r\n";
+        assert_eq!(
+            console_clue(panicked).unwrap(),
+            "console: Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
+        );
+        let hung = "\u{1b}c\u{1b}[?7l\u{1b}[2J\u{1b}[0mSeaBIOS (version 1.16.2)\r\nBooting from ROM..\r\n\r\n";
+        assert_eq!(
+            console_clue(hung).unwrap(),
+            "console ends with: Booting from ROM.."
+        );
+        assert!(console_clue("").is_none());
     }
 }

@@ -72,6 +72,8 @@ pub struct KernelFile {
     /// The x86 setup header, when the kernel is a bzImage.
     pub setup: Option<SetupHeader>,
     pub uki: Option<UkiParts>,
+    /// The architecture the kernel is built for (`uname -m` spelling), when known.
+    pub arch: Option<String>,
 }
 
 fn format_name(f: &Format) -> &'static str {
@@ -172,6 +174,23 @@ impl KernelFile {
                 (staged, k)
             }
         };
+        // Validate the kernel proper now, so a truncated or corrupt file is a
+        // one-line error naming it instead of an errno from the kernel.
+        let arch = match image::detect(&kernel) {
+            Format::Bzimage { .. } => {
+                crate::image::bzimage::BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
+                // A bzImage boots on any x86 machine (old ones have no
+                // xloadflags to tell 32 from 64 bits).
+                Some("x86".to_string())
+            }
+            Format::Vmlinux => Some(
+                crate::image::elf::parse(&kernel)
+                    .map_err(|e| img(e.into()))?
+                    .machine,
+            ),
+            Format::Arm64Image { .. } => Some("aarch64".to_string()),
+            _ => None,
+        };
         let setup = SetupHeader::parse(&kernel).ok();
         Ok(KernelFile {
             path: path.to_owned(),
@@ -181,6 +200,7 @@ impl KernelFile {
             unpacked,
             setup,
             uki: uki_parts,
+            arch,
         })
     }
 
@@ -231,6 +251,21 @@ impl KernelFile {
             initrd_len: None,
             cmdline_len: 0,
         }
+    }
+
+    /// Whether a kernel built for `self.arch` can run on a machine whose
+    /// `uname -m` is `machine` (unknown counts as yes: the kernel decides).
+    pub fn runs_on(&self, machine: &str) -> bool {
+        fn family(a: &str) -> &str {
+            match a {
+                "x86" | "x86_64" | "i386" | "i486" | "i586" | "i686" => "x86",
+                "aarch64" | "arm64" => "arm64",
+                other => other,
+            }
+        }
+        self.arch
+            .as_deref()
+            .map_or(true, |a| family(a) == family(machine))
     }
 
     /// The command-line capacity this kernel declares, when it is a bzImage.
@@ -303,6 +338,27 @@ mod tests {
             KernelFile::open(&cpio),
             Err(Error::IsInitramfs { .. })
         ));
+    }
+
+    #[test]
+    fn truncated_and_foreign_kernels_are_identified() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = |name: &str| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name)
+        };
+        let err = KernelFile::open(&fixture("bzimage-truncated.bin")).unwrap_err();
+        assert!(err.to_string().contains("bzimage-truncated.bin"), "{err}");
+        let k = KernelFile::open(&fixture("arm64-Image.bin")).unwrap();
+        assert_eq!(k.arch.as_deref(), Some("aarch64"));
+        let k = KernelFile::open(&fixture("vmlinux-x86_64.elf")).unwrap();
+        assert_eq!(k.arch.as_deref(), Some("x86_64"));
+        assert!(k.runs_on("x86_64") && !k.runs_on("aarch64"));
+        let p = dir.path().join("vmlinuz");
+        std::fs::write(&p, tiny_bzimage("6.6.0")).unwrap();
+        let k = KernelFile::open(&p).unwrap();
+        assert!(k.runs_on("x86_64") && k.runs_on("i686") && !k.runs_on("aarch64"));
     }
 
     #[test]

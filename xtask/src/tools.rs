@@ -27,9 +27,31 @@ pub fn missing() -> Vec<(&'static str, &'static str)> {
     TOOLS.iter().copied().filter(|(p, _)| !on_path(p)).collect()
 }
 
+/// Whether cargo-nextest is installed (it is a cargo subcommand, not a Debian package).
+pub fn have_nextest() -> bool {
+    duct::cmd!("cargo", "nextest", "--version")
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Checks the tools; with `install`, installs the missing packages (idempotent: nothing is run
 /// when everything is present).
 pub fn ensure(install: bool) -> Result<()> {
+    if !have_nextest() {
+        if !install {
+            bail!(
+                "cargo-nextest is missing; install it with `cargo install --locked cargo-nextest`"
+            );
+        }
+        eprintln!("tools: installing cargo-nextest");
+        duct::cmd!("cargo", "install", "--locked", "cargo-nextest")
+            .stdout_to_stderr()
+            .run()
+            .context("`cargo install --locked cargo-nextest` failed")?;
+    }
     let miss = missing();
     if miss.is_empty() {
         return Ok(());

@@ -29,6 +29,13 @@ pub struct VmTestArgs {
     pub no_fetch: bool,
 }
 
+/// Online CPUs (each TCG guest here is one vCPU thread, so one scenario per CPU).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+}
+
 pub fn run(args: &VmTestArgs) -> Result<()> {
     let t0 = Instant::now();
     crate::tools::ensure(true)?;
@@ -65,13 +72,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
     let kernel = crate::scenario::kernel()?;
     let accel = crate::qemu::resolve_accel(args.accel, Some(&kernel.kernel));
     let accel_name = if accel == Accel::Kvm { "kvm" } else { "tcg" };
-    let threads = args.test_threads.unwrap_or_else(|| {
-        (std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            / 2)
-        .max(1)
-    });
+    let threads = args.test_threads.unwrap_or_else(online_cpus);
     eprintln!(
         "vm-test: accelerator {accel_name}, {threads} scenario(s) at a time, prepared in {:.1} s",
         t0.elapsed().as_secs_f64()

@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
-use crate::guest::paths;
-use crate::scenario::{BootOpts, Impl, Run};
+use crate::guest::{paths, ExtraFile};
+use crate::scenario::{BootOpts, Impl, Kexec, Run};
 
 use super::def::Scenario;
 use super::kernels::Kernel;
@@ -87,15 +87,26 @@ fn initrds(k: &Kernel) -> String {
     s
 }
 
-fn opts_for(k: &Kernel) -> BootOpts {
+/// A host file for the guest (read now: the harness takes file contents).
+fn host_file(at: &str, host: &Path) -> Result<ExtraFile> {
+    let contents = std::fs::read(host)
+        .with_context(|| format!("cannot read {} for the guest", host.display()))?;
+    Ok(ExtraFile {
+        path: at.into(),
+        contents,
+        mode: 0o644,
+    })
+}
+
+fn opts_for(k: &Kernel) -> Result<BootOpts> {
     let mut o = BootOpts {
         profile: k.profile,
         ..BootOpts::default()
     };
     if let Some(i) = &k.initrd {
-        o.files.push((LOCAL_INITRD.into(), i.clone()));
+        o.extra_files.push(host_file(LOCAL_INITRD, i)?);
     }
-    o
+    Ok(o)
 }
 
 /// `uname -r` in the guest must be `want`.
@@ -109,16 +120,13 @@ fn expect_release(run: &mut Run, want: &str) -> Result<()> {
 }
 
 /// Load (`-s` for file, `-c` for classic), exec, check marker, command line and release.
-fn load_exec(run: &mut Run, k: &Kernel, mode: &str) -> Result<()> {
+fn load_exec(run: &mut Run, k: &Kernel, flags: &'static str) -> Result<()> {
     let marker = format!("{}-boot2", run.name);
     let cmdline = run.cmdline_for(&marker);
     run.load(
-        Impl::Ours,
-        &format!(
-            "{mode} -l {} {} --append \"{cmdline}\"",
-            paths::KERNEL,
-            initrds(k)
-        ),
+        Kexec::with(Impl::Ours, flags),
+        "-l",
+        &format!("{} {} --append \"{cmdline}\"", paths::KERNEL, initrds(k)),
     )?;
     run.exec_and_expect_kexec(&format!("{} -e", Impl::Ours.path()), &marker)?;
     let now = run.read("/proc/cmdline")?;
@@ -138,8 +146,9 @@ fn crash(run: &mut Run, k: &Kernel) -> Result<()> {
         run.cmdline_for(&marker)
     );
     run.load(
-        Impl::Ours,
-        &format!("-p {} {} --append \"{cmdline}\"", paths::KERNEL, initrds(k)),
+        Kexec::OURS,
+        "-p",
+        &format!("{} {} --append \"{cmdline}\"", paths::KERNEL, initrds(k)),
     )?;
     run.exec_and_expect_kexec("echo c > /proc/sysrq-trigger", &marker)?;
     let magic = run.ok("head -c 4 /proc/vmcore | tail -c 3")?;
@@ -156,9 +165,10 @@ fn cross(run: &mut Run, to: &Kernel) -> Result<()> {
     let marker = format!("{}-boot2", run.name);
     let cmdline = run.cmdline_for(&marker);
     run.load(
-        Impl::Ours,
+        Kexec::OURS,
+        "-l",
         &format!(
-            "-l {NEXT_KERNEL} --initrd {} --append \"{cmdline}\"",
+            "{NEXT_KERNEL} --initrd {} --append \"{cmdline}\"",
             paths::INITRAMFS
         ),
     )?;
@@ -251,24 +261,28 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
     let (k, opts, scenario) = match job {
         Job::On { k, s } => (&kernels[*k], opts_for(&kernels[*k]), s.name().to_string()),
         Job::Cross { from, to } => {
-            let mut o = opts_for(&kernels[*from]);
-            o.files
-                .push((NEXT_KERNEL.into(), kernels[*to].entry.kernel.clone()));
+            let o = opts_for(&kernels[*from]).and_then(|mut o| {
+                o.extra_files
+                    .push(host_file(NEXT_KERNEL, &kernels[*to].entry.kernel)?);
+                Ok(o)
+            });
             let dir = if to > from { "up" } else { "down" };
             (&kernels[*from], o, format!("cross-{dir}"))
         }
     };
-    let mut opts = opts;
-    if matches!(
+    let crash_kernel = matches!(
         job,
         Job::On {
             s: Scenario::Crash,
             ..
         }
-    ) {
-        opts.extra_cmdline.push("crashkernel=256M".into());
-    }
-    let booted = Run::boot_kernel(name, &k.entry, dir, opts);
+    );
+    let booted = opts.and_then(|mut opts| {
+        if crash_kernel {
+            opts.extra_cmdline.push("crashkernel=256M".into());
+        }
+        Run::boot_kernel(name, &k.entry, dir, opts)
+    });
     let mut run = match booted {
         Ok(r) => r,
         Err(e) => {

@@ -53,7 +53,7 @@ pub struct Selection {
 pub fn resolve(cache: &Cache, m: &Matrix, sel: &Selection) -> (Vec<Kernel>, Vec<Unresolved>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    let sources = if sel.kernel.is_some() && sel.sources.is_empty() {
+    let mut sources = if sel.kernel.is_some() && sel.sources.is_empty() {
         vec![Source::Local]
     } else if sel.sources.is_empty() {
         m.default_sources
@@ -68,6 +68,9 @@ pub fn resolve(cache: &Cache, m: &Matrix, sel: &Selection) -> (Vec<Kernel>, Vec<
     } else {
         sel.sources.clone()
     };
+    if sel.kernel.is_some() && !sources.contains(&Source::Local) {
+        sources.push(Source::Local);
+    }
     for s in sources {
         match s {
             Source::Debian | Source::Auto => debian_kernels(cache, m, sel, &mut out, &mut bad),

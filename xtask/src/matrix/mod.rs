@@ -204,7 +204,18 @@ pub fn run(args: &MatrixArgs, cache: &Cache) -> Result<Report> {
         }
     }
 
-    let jobs_n = args.jobs.min(jobs.len()).max(1);
+    // Each guest is one TCG vCPU thread busy all the time: more guests than cores only makes
+    // every guest slower (and deadlines likelier to pass).
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if args.jobs > cores {
+        eprintln!(
+            "matrix: --jobs {} capped at {cores}, the number of cores (one TCG guest per core)",
+            args.jobs
+        );
+    }
+    let jobs_n = args.jobs.min(cores).min(jobs.len()).max(1);
     if !jobs.is_empty() {
         prepare(cache)?;
         eprintln!(

@@ -24,7 +24,7 @@ pub enum Error {
     },
     #[error("kernel {path} is a directory; give the kernel image file (e.g. /boot/vmlinuz-lts)")]
     Directory { path: PathBuf },
-    #[error("kernel {path} is empty; the file is truncated or not a kernel")]
+    #[error("kernel {path} is empty (0 bytes): it was cut short, e.g. by a full /boot; reinstall the kernel package or give another kernel image")]
     Empty { path: PathBuf },
     #[error("cannot read kernel {path}: {source}")]
     Read {
@@ -127,9 +127,15 @@ impl KernelFile {
         let kernel: Cow<'_, [u8]> = match &format {
             Format::Unknown(_) => {
                 // Let the library say what the file looks like.
-                return Err(img(image::inspect_bytes(&bytes)
+                let source = image::inspect_bytes(&bytes)
                     .err()
-                    .unwrap_or(image::Error::Empty)));
+                    .unwrap_or(image::Error::Empty);
+                return Err(Error::Image {
+                    path: path.to_owned(),
+                    source,
+                    advice: "give the kernel image instead (a bzImage, vmlinux, arm64 Image/Image.gz, zboot or UKI, \
+                             such as /boot/vmlinuz-lts)",
+                });
             }
             Format::Initramfs { .. } => {
                 return Err(Error::IsInitramfs {

@@ -1,8 +1,8 @@
 //! The x86 bzImage setup-header parser and the whole-file checks behind it.
 #![no_main]
 
-use kexec::image::bzimage::{BzImage, SetupHeader};
 use kexec::cmdline;
+use kexec::image::bzimage::{BzImage, SetupHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // The command-line limit derived from the header, as the CLI does.
         for crash in [false, true] {
-            let _ = cmdline::bzimage_capacity(h.cmdline_size, crash);
+            let _ = cmdline::bzimage_capacity("fuzzed", h.cmdline_size, crash);
         }
     }
     match BzImage::parse(data) {

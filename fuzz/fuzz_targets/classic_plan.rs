@@ -31,8 +31,19 @@ fuzz_target!(|kernel: &[u8]| {
                     let mut end = 0u64;
                     for s in &p.segments {
                         assert_eq!(s.mem % 4096, 0, "unaligned segment at {:#x}", s.mem);
-                        assert!(s.mem >= end, "overlapping segments: {:?}", p.segments.iter().map(|s| (s.mem, s.memsz)).collect::<Vec<_>>());
-                        assert!(s.buf.len() as u64 <= s.memsz, "segment at {:#x} holds more than its memsz", s.mem);
+                        assert!(
+                            s.mem >= end,
+                            "overlapping segments: {:?}",
+                            p.segments
+                                .iter()
+                                .map(|s| (s.mem, s.memsz))
+                                .collect::<Vec<_>>()
+                        );
+                        assert!(
+                            s.buf.len() as u64 <= s.memsz,
+                            "segment at {:#x} holds more than its memsz",
+                            s.mem
+                        );
                         end = s.mem + s.memsz;
                     }
                 }

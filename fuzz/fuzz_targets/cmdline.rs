@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let reused = cmdline::reusable(&proc_cmdline, crash);
     for p in cmdline::split_params(&reused) {
         assert_ne!(key(p), "BOOT_IMAGE", "BOOT_IMAGE= kept in {reused:?}");
-        assert!(!(crash && key(p) == "crashkernel"), "crashkernel= kept in {reused:?}");
+        assert!(
+            !(crash && key(p) == "crashkernel"),
+            "crashkernel= kept in {reused:?}"
+        );
     }
 
     let req = Request { append, reuse };
@@ -39,17 +42,26 @@ fuzz_target!(|data: &[u8]| {
     match cmdline::build(&req, || Ok(proc_cmdline.clone()), crash, cap) {
         Ok(line) => {
             let s = line.as_str();
-            assert!(!s.contains(['\0', '\n', '\r']), "invalid byte kept in {s:?}");
+            assert!(
+                !s.contains(['\0', '\n', '\r']),
+                "invalid byte kept in {s:?}"
+            );
             assert_eq!(s.matches('"').count() % 2, 0, "unbalanced quotes in {s:?}");
             if let Some(max) = capacity {
-                assert!(s.len() <= max, "{} bytes exceed the capacity {max}", s.len());
+                assert!(
+                    s.len() <= max,
+                    "{} bytes exceed the capacity {max}",
+                    s.len()
+                );
             }
             assert_eq!(s.len(), line.as_bytes().len());
         }
         Err(BuildError::Invalid(e)) => {
             let _ = e.to_string();
         }
-        Err(e @ BuildError::ProcCmdline(_)) => panic!("reading /proc/cmdline cannot fail here: {e}"),
+        Err(e @ BuildError::ProcCmdline(_)) => {
+            panic!("reading /proc/cmdline cannot fail here: {e}")
+        }
     }
 
     // The builder used piecewise, as the CLI's UKI path does.
@@ -57,11 +69,15 @@ fuzz_target!(|data: &[u8]| {
     for part in String::from_utf8_lossy(rest).split('\x1e') {
         let before = line.as_str().to_string();
         if line.push(part).is_err() {
-            assert_eq!(line.as_str(), before, "a rejected part must leave the line unchanged");
+            assert_eq!(
+                line.as_str(),
+                before,
+                "a rejected part must leave the line unchanged"
+            );
         }
     }
     for crash in [false, true] {
-        let (max, what) = cmdline::bzimage_capacity(capacity.map(|n| n as u32), crash);
+        let (max, what) = cmdline::bzimage_capacity("fuzzed", capacity.map(|n| n as u32), crash);
         assert!(max <= capacity.unwrap_or(255).max(255));
         assert!(!what.is_empty());
     }

@@ -27,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
     match compression::decompress_stream(format, input, LIMIT) {
         Ok(d) => {
             assert!(d.data.len() <= LIMIT, "limit exceeded: {}", d.data.len());
-            assert!(d.consumed <= input.len(), "consumed {} of {}", d.consumed, input.len());
+            assert!(
+                d.consumed <= input.len(),
+                "consumed {} of {}",
+                d.consumed,
+                input.len()
+            );
         }
         Err(e) => {
             let _ = e.to_string();

@@ -7,7 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(a) = cpio::read_archive(data, 0, 64) {
-        assert!(a.end <= data.len(), "archive end {} past {}", a.end, data.len());
+        assert!(
+            a.end <= data.len(),
+            "archive end {} past {}",
+            a.end,
+            data.len()
+        );
     }
     let _ = cpio::is_newc(data);
     match initramfs::parse(data) {

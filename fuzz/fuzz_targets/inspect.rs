@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
             let _ = e.advice();
             assert!(
-                !matches!(format, Format::Unknown(_)) || matches!(e, image::Error::Empty | image::Error::NotAKernel(_)),
+                !matches!(format, Format::Unknown(_))
+                    || matches!(e, image::Error::Empty | image::Error::NotAKernel(_)),
                 "unknown formats are reported as such, not as {e:?}"
             );
         }

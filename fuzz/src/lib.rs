@@ -44,8 +44,16 @@ fn write(root: &Path, rel: &str, contents: &[u8]) -> std::io::Result<()> {
 pub fn write_machine_tree(root: &Path) -> std::io::Result<()> {
     for (i, (start, end, kind)) in MEMMAP.iter().enumerate() {
         let dir = format!("sys/firmware/memmap/{i}");
-        write(root, &format!("{dir}/start"), format!("{start:#x}\n").as_bytes())?;
-        write(root, &format!("{dir}/end"), format!("{end:#x}\n").as_bytes())?;
+        write(
+            root,
+            &format!("{dir}/start"),
+            format!("{start:#x}\n").as_bytes(),
+        )?;
+        write(
+            root,
+            &format!("{dir}/end"),
+            format!("{end:#x}\n").as_bytes(),
+        )?;
         write(root, &format!("{dir}/type"), format!("{kind}\n").as_bytes())?;
     }
     write(root, "proc/iomem", IOMEM.as_bytes())?;
@@ -57,7 +65,11 @@ pub fn write_machine_tree(root: &Path) -> std::io::Result<()> {
     for cpu in 0..2u64 {
         let dir = format!("sys/devices/system/cpu/cpu{cpu}");
         let addr = 0x13f0_0000 + cpu * 0x1000;
-        write(root, &format!("{dir}/crash_notes"), format!("{addr:x}\n").as_bytes())?;
+        write(
+            root,
+            &format!("{dir}/crash_notes"),
+            format!("{addr:x}\n").as_bytes(),
+        )?;
         write(root, &format!("{dir}/crash_notes_size"), b"424\n")?;
     }
     write(root, "sys/kernel/vmcoreinfo", b"2e4d000 1000\n")?;
@@ -84,7 +96,9 @@ mod tests {
     use kexec::classic::{plan, Request};
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -112,8 +126,7 @@ mod tests {
                 crash,
                 no_checks: false,
             };
-            let plan = plan(&req, fake_machine())
-                .unwrap_or_else(|e| panic!("crash={crash}: {e}"));
+            let plan = plan(&req, fake_machine()).unwrap_or_else(|e| panic!("crash={crash}: {e}"));
             assert!(plan.segments.len() >= 4, "{plan:?}");
         }
     }

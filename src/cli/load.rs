@@ -64,8 +64,13 @@ fn prepare(
     let arch = ctx.view.arch();
     if let Some(built) = kernel.arch.as_deref().filter(|_| !kernel.runs_on(&arch)) {
         return Err(Failure::usage(format!(
-            "kernel {} is built for {built} but this machine runs {arch}; pass a {arch} kernel",
-            kernel.path.display()
+            "kernel {} is {} kernel, but this machine runs {arch}: kexec only boots kernels for the running \
+             architecture; give an {arch} kernel (e.g. /boot/vmlinuz-$(uname -r))",
+            kernel.path.display(),
+            match built {
+                "aarch64" | "arm64" => "an arm64".to_string(),
+                other => format!("an {other}"),
+            }
         )));
     }
     if inv.flavor.is_some() && !inv.force_given {
@@ -149,6 +154,12 @@ pub(super) fn load(
         ));
     }
     let prepared = prepare(inv, ctx, notify)?;
+    let op = if inv.mode == SyscallMode::Classic {
+        Op::Load
+    } else {
+        Op::FileLoad
+    };
+    super::run::require_cap_sys_boot(ctx, op, target)?;
     let syscall = match inv.mode {
         SyscallMode::Classic => {
             classic_load(inv, &prepared, ctx, notify)?;

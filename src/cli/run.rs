@@ -211,12 +211,42 @@ fn status(inv: &Invocation, ctx: &mut Context<'_>) -> Result<u8, Failure> {
     }
 }
 
+/// Refuses before the syscall when this process certainly lacks
+/// `CAP_SYS_BOOT`: a kernel without kexec answers ENOSYS to everyone, which
+/// would hide that the user also needs root. Exit 255, as for the EPERM the
+/// kernel would otherwise give.
+pub(super) fn require_cap_sys_boot(
+    ctx: &Context<'_>,
+    op: Op,
+    target: Target,
+) -> Result<(), Failure> {
+    let facts = ctx.view.facts();
+    if facts.cap_sys_boot != Some(false) {
+        return Ok(());
+    }
+    let d = diagnose::explain(op, Errno::EPERM, target, &facts, &ImageHints::default());
+    Err(Failure::with(
+        EXIT_FAILED,
+        format!(
+            "{} not attempted: this process is not allowed to use kexec",
+            op.syscall_name()
+        ),
+        d,
+    ))
+}
+
 fn unload(
     inv: &Invocation,
     ctx: &mut Context<'_>,
     notify: &mut dyn FnMut(Notice),
 ) -> Result<(), Failure> {
     let target = target_of(inv);
+    let op = if inv.mode == SyscallMode::Classic {
+        Op::Unload
+    } else {
+        Op::FileUnload
+    };
+    require_cap_sys_boot(ctx, op, target)?;
     let classic = |ctx: &mut Context<'_>| -> Result<(), Failure> {
         ctx.sys
             .kexec_load(0, &[], target.load_flag() | KEXEC_ARCH_DEFAULT)
@@ -815,7 +845,7 @@ mod tests {
         let f = m.run(&["-l", arm]).unwrap_err();
         assert!(
             f.message
-                .contains("built for aarch64 but this machine runs x86_64"),
+                .contains("is an arm64 kernel, but this machine runs x86_64"),
             "{f}"
         );
         let f = m

@@ -191,7 +191,7 @@ impl Userland {
 }
 
 /// Shared libraries a dynamic binary needs, as (path inside the guest, host file).
-fn shared_libs(binary: &Path, lib_roots: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
+pub fn shared_libs(binary: &Path, lib_roots: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
     let mut dirs = Vec::new();
     for r in lib_roots {
         for sub in [

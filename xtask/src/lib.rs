@@ -6,6 +6,7 @@
 //! it; [`vm_test`] runs the scenario suite through cargo-nextest; [`matrix`] runs the core
 //! scenarios over many kernels; [`tools`] checks the host.
 
+pub mod bench;
 pub mod cache;
 pub mod console;
 pub mod cpio;

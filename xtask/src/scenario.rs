@@ -103,6 +103,11 @@ pub struct BootOpts {
     pub memory_mb: u32,
     /// Size of a fresh raw virtio disk to attach, in MiB.
     pub disk_mb: Option<u64>,
+    /// Extra newc archives appended to the guest's initramfs (their files win), e.g. services
+    /// a benchmark installs.
+    pub layers: Vec<PathBuf>,
+    /// Extra QEMU arguments (e.g. UEFI firmware flash drives).
+    pub qemu_args: Vec<String>,
     /// Files added to the guest (in its userland layer).
     pub extra_files: Vec<guest::ExtraFile>,
 }
@@ -114,6 +119,8 @@ impl Default for BootOpts {
             extra_cmdline: Vec::new(),
             memory_mb: 1024,
             disk_mb: None,
+            layers: Vec::new(),
+            qemu_args: Vec::new(),
             extra_files: Vec::new(),
         }
     }
@@ -126,9 +133,15 @@ pub struct Run {
     pub guest: Guest,
     pub vm: Vm,
     pub started: Instant,
+    /// From QEMU's start to the first ready line on the host's clock.
+    pub booted: Duration,
     pub ours_missing: Option<String>,
     /// Deadline for the next kernel to announce itself after an exec.
     pub kexec_deadline: Duration,
+    /// QEMU start → first console ready line.
+    pub boot_time: Option<Duration>,
+    /// Each exec command → the next kernel's ready line.
+    pub kexec_times: Vec<Duration>,
     boots: u32,
 }
 
@@ -165,6 +178,15 @@ impl Run {
         )?)?;
         let bins = guest::build_binaries()?;
         let built = guest::build_initramfs(k, &user, &bins, &opts.extra_files, &dir)?;
+        if !opts.layers.is_empty() {
+            let mut bytes = std::fs::read(&built.initrd)?;
+            for l in &opts.layers {
+                bytes.extend(
+                    std::fs::read(l).with_context(|| format!("cannot read {}", l.display()))?,
+                );
+            }
+            std::fs::write(&built.initrd, &bytes)?;
+        }
         let disk = match opts.disk_mb {
             Some(mb) => {
                 let p = dir.join("disk.img");
@@ -189,19 +211,24 @@ impl Run {
         };
         let accel = crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel));
         let started = Instant::now();
-        let vm = Vm::start(&guest, accel, &dir)?;
+        let vm = Vm::start_with(&guest, accel, &dir, &opts.qemu_args)?;
         let mut run = Run {
             name: name.to_string(),
             dir,
             guest,
             vm,
             started,
+            booted: Duration::ZERO,
             ours_missing: bins.ours.err(),
             kexec_deadline: KEXEC_DEADLINE,
+            boot_time: None,
+            kexec_times: Vec::new(),
             boots: 0,
         };
         let marker = run.guest.marker.clone();
         run.expect_ready(&marker, BOOT_DEADLINE, "first boot of the guest")?;
+        run.booted = started.elapsed();
+        run.boot_time = Some(run.booted);
         eprintln!(
             "[{name}] booted ({}) in {:.1} s",
             run.guest.profile,
@@ -310,6 +337,7 @@ impl Run {
         }
         self.boots += 1;
         let took = t.elapsed();
+        self.kexec_times.push(took);
         self.assert_no_firmware_reboot()?;
         eprintln!(
             "[{}] `{cmd}` -> new kernel ready in {:.1} s",
@@ -345,6 +373,47 @@ impl Run {
     }
 }
 
+/// One line of `target/vm-tests/timings.jsonl`, summarized by `cargo xtask vm-test`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub scenario: String,
+    pub kernel: String,
+    pub profile: String,
+    pub passed: bool,
+    pub boot_s: Option<f64>,
+    pub kexec_s: Vec<f64>,
+    pub total_s: f64,
+}
+
+/// Where scenarios append their timings (one JSON object per line).
+pub fn timings_path() -> PathBuf {
+    crate::workspace_root().join("target/vm-tests/timings.jsonl")
+}
+
+fn record_timing(run: &Run, passed: bool) {
+    let t = Timing {
+        scenario: run.name.clone(),
+        kernel: std::env::var("KEXEC_RS_VM_KERNEL")
+            .unwrap_or_else(|_| "debian-6.1-cloud-amd64".into()),
+        profile: run.guest.profile.to_string(),
+        passed,
+        boot_s: run.boot_time.map(|d| d.as_secs_f64()),
+        kexec_s: run.kexec_times.iter().map(Duration::as_secs_f64).collect(),
+        total_s: run.started.elapsed().as_secs_f64(),
+    };
+    if let Ok(line) = serde_json::to_string(&t) {
+        // One write of one line with O_APPEND: parallel scenarios do not interleave.
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(timings_path())
+        {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// Runs a scenario: on failure prints the reason and the artifact paths (kept on disk), on
 /// success removes the run's directory.
 pub fn scenario<F>(name: &str, opts: BootOpts, body: F) -> Result<()>
@@ -364,6 +433,7 @@ where
     };
     let result = body(&mut run);
     run.vm.stop();
+    record_timing(&run, result.is_ok());
     match result {
         Ok(()) => {
             eprintln!(

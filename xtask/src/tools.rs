@@ -89,3 +89,30 @@ pub fn ensure(install: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks that `file` exists; with `install`, installs `package` with apt-get when it does not
+/// (for data files such as UEFI firmware images, which are not programs on the PATH).
+pub fn ensure_file(file: &str, package: &str, install: bool) -> Result<()> {
+    if std::path::Path::new(file).is_file() {
+        return Ok(());
+    }
+    if !install {
+        bail!("{file} is missing; install it with `apt-get install -y {package}`");
+    }
+    eprintln!("tools: installing {package} (for {file})");
+    let args = ["install", "-y", "--no-install-recommends", package];
+    if duct::cmd("apt-get", args).stdout_to_stderr().run().is_err() {
+        duct::cmd!("apt-get", "update")
+            .stdout_to_stderr()
+            .run()
+            .context("`apt-get update` failed")?;
+        duct::cmd("apt-get", args)
+            .stdout_to_stderr()
+            .run()
+            .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
+    }
+    if !std::path::Path::new(file).is_file() {
+        bail!("{file} is still missing after `apt-get install {package}`");
+    }
+    Ok(())
+}

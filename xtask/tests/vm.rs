@@ -424,11 +424,15 @@ fn harness_detects_firmware_reboot() -> Result<()> {
 fn harness_wrong_marker_fails_in_time() -> Result<()> {
     let deadline = Duration::from_secs(30);
     let t = Instant::now();
-    let result = scenario("harness_wrong_marker", opts(Profile::Debian), |run| {
-        load_with_marker(run, Kexec::KEXEC_TOOLS, "harness-right-marker", "")?;
-        run.kexec_deadline = deadline;
-        exec(run, Kexec::KEXEC_TOOLS, "harness-WRONG-marker").map(drop)
-    });
+    let result = scenario(
+        "harness_wrong_marker-expected_failure",
+        opts(Profile::Debian),
+        |run| {
+            load_with_marker(run, Kexec::KEXEC_TOOLS, "harness-right-marker", "")?;
+            run.kexec_deadline = deadline;
+            exec(run, Kexec::KEXEC_TOOLS, "harness-WRONG-marker").map(drop)
+        },
+    );
     let took = t.elapsed();
     let Err(e) = result else {
         bail!("a scenario waiting for a marker that never comes passed")
@@ -443,7 +447,8 @@ fn harness_wrong_marker_fails_in_time() -> Result<()> {
         msg.contains("serial log:") && msg.contains("QMP transcript:"),
         "the failure does not print the artifact paths: {msg}"
     );
-    let log = xtask::workspace_root().join("target/vm-tests/harness_wrong_marker/serial.log");
+    let log = xtask::workspace_root()
+        .join("target/vm-tests/harness_wrong_marker-expected_failure/serial.log");
     ensure!(
         log.is_file(),
         "the serial log {} was not kept",

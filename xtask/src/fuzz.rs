@@ -29,13 +29,6 @@ const UNIT_TIMEOUT_SECS: u64 = 30;
 /// libFuzzer's memory limit; the targets cap decompression far below it.
 const RSS_LIMIT_MB: u64 = 2048;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ lives in the workspace")
-        .to_path_buf()
-}
-
 /// Runs `cmd` to completion with inherited output; fails naming the command.
 fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
@@ -183,7 +176,7 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let root = workspace();
+    let root = crate::workspace_root();
     ensure_tools()?;
     let all = list_targets(&root)?;
     let targets = if args.targets.is_empty() {

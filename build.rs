@@ -115,7 +115,7 @@ fn build(out: &Path, target: &str) -> Result<Layout, String> {
             "-C",
             "panic=abort",
             "-C",
-            "opt-level=2",
+            "opt-level=3",
             "-C",
             "relocation-model=pie",
         ])

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::diagnose::ImageHints;
-use crate::image::bzimage::{BzImage, SetupHeader, XLF_KERNEL_64};
+use crate::image::bzimage::{SetupHeader, XLF_KERNEL_64};
 use crate::image::{self, arm64, uki, Format};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct KernelFile {
     /// The x86 setup header, when the kernel is a bzImage.
     pub setup: Option<SetupHeader>,
     pub uki: Option<UkiParts>,
+    /// The architecture the kernel is built for (`uname -m` spelling), when known.
+    pub arch: Option<String>,
 }
 
 fn format_name(f: &Format) -> &'static str {
@@ -124,8 +126,7 @@ impl KernelFile {
         let mut unpacked: Option<String> = None;
         let kernel: Cow<'_, [u8]> = match &format {
             Format::Unknown(_) => {
-                // Let the library say what the file looks like; the advice
-                // is the CLI's, which wants a kernel here, not an initramfs.
+                // Let the library say what the file looks like.
                 let source = image::inspect_bytes(&bytes)
                     .err()
                     .unwrap_or(image::Error::Empty);
@@ -179,12 +180,24 @@ impl KernelFile {
                 (staged, k)
             }
         };
+        // Validate the kernel proper now, so a truncated or corrupt file is a
+        // one-line error naming it instead of an errno from the kernel.
+        let arch = match image::detect(&kernel) {
+            Format::Bzimage { .. } => {
+                crate::image::bzimage::BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
+                // A bzImage boots on any x86 machine (old ones have no
+                // xloadflags to tell 32 from 64 bits).
+                Some("x86".to_string())
+            }
+            Format::Vmlinux => Some(
+                crate::image::elf::parse(&kernel)
+                    .map_err(|e| img(e.into()))?
+                    .machine,
+            ),
+            Format::Arm64Image { .. } => Some("aarch64".to_string()),
+            _ => None,
+        };
         let setup = SetupHeader::parse(&kernel).ok();
-        if setup.is_some() {
-            // The sizes in the header must fit the file: a truncated bzImage
-            // is refused here, naming the file, not by the kernel as EINVAL.
-            BzImage::parse(&kernel).map_err(|e| img(e.into()))?;
-        }
         Ok(KernelFile {
             path: path.to_owned(),
             format: format_name(&format),
@@ -193,6 +206,7 @@ impl KernelFile {
             unpacked,
             setup,
             uki: uki_parts,
+            arch,
         })
     }
 
@@ -211,26 +225,6 @@ impl KernelFile {
         let end = tail.iter().take(256).position(|b| *b == 0)?;
         let text = std::str::from_utf8(&tail[..end]).ok()?;
         text.split_whitespace().next().map(str::to_string)
-    }
-
-    /// The architecture the kernel is built for, as `/proc/sys/kernel/arch`
-    /// names it, when the image says: a bzImage is x86_64, an arm64 Image
-    /// aarch64, an ELF vmlinux what its `e_machine` says.
-    pub fn arch(&self) -> Option<&'static str> {
-        if self.setup.is_some() {
-            return Some("x86_64");
-        }
-        if arm64::has_magic(&self.bytes) {
-            return Some("aarch64");
-        }
-        if self.bytes.starts_with(b"\x7fELF") {
-            return match self.bytes.get(18..20) {
-                Some([62, 0]) => Some("x86_64"),
-                Some([183, 0]) => Some("aarch64"),
-                _ => None,
-            };
-        }
-        None
     }
 
     /// What the file is, in words.
@@ -263,6 +257,21 @@ impl KernelFile {
             initrd_len: None,
             cmdline_len: 0,
         }
+    }
+
+    /// Whether a kernel built for `self.arch` can run on a machine whose
+    /// `uname -m` is `machine` (unknown counts as yes: the kernel decides).
+    pub fn runs_on(&self, machine: &str) -> bool {
+        fn family(a: &str) -> &str {
+            match a {
+                "x86" | "x86_64" | "i386" | "i486" | "i586" | "i686" => "x86",
+                "aarch64" | "arm64" => "arm64",
+                other => other,
+            }
+        }
+        self.arch
+            .as_deref()
+            .map_or(true, |a| family(a) == family(machine))
     }
 
     /// The command-line capacity this kernel declares, when it is a bzImage.
@@ -338,39 +347,24 @@ mod tests {
     }
 
     #[test]
-    fn truncated_bzimage_is_refused_naming_the_file() {
+    fn truncated_and_foreign_kernels_are_identified() {
         let dir = tempfile::tempdir().unwrap();
-        let mut k = tiny_bzimage("6.6.58-0-lts");
-        k[0x1f4..0x1f8].copy_from_slice(&0x100u32.to_le_bytes()); // syssize: 4 KiB past 0x800
-        let p = dir.path().join("vmlinuz-cut");
-        std::fs::write(&p, &k).unwrap();
-        let err = KernelFile::open(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("vmlinuz-cut") && err.contains("truncated"),
-            "{err}"
-        );
-        assert!(err.contains("re-download"), "{err}");
-    }
-
-    #[test]
-    fn arch_and_cmdline_limit_name_what_the_file_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("vmlinuz-lts");
-        std::fs::write(&p, tiny_bzimage("6.6.58-0-lts")).unwrap();
+        let fixture = |name: &str| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name)
+        };
+        let err = KernelFile::open(&fixture("bzimage-truncated.bin")).unwrap_err();
+        assert!(err.to_string().contains("bzimage-truncated.bin"), "{err}");
+        let k = KernelFile::open(&fixture("arm64-Image.bin")).unwrap();
+        assert_eq!(k.arch.as_deref(), Some("aarch64"));
+        let k = KernelFile::open(&fixture("vmlinux-x86_64.elf")).unwrap();
+        assert_eq!(k.arch.as_deref(), Some("x86_64"));
+        assert!(k.runs_on("x86_64") && !k.runs_on("aarch64"));
+        let p = dir.path().join("vmlinuz");
+        std::fs::write(&p, tiny_bzimage("6.6.0")).unwrap();
         let k = KernelFile::open(&p).unwrap();
-        assert_eq!(k.arch(), Some("x86_64"));
-        let (_, what) = k.cmdline_capacity(false).unwrap();
-        assert!(
-            what.starts_with(&format!("kernel {}", p.display())),
-            "{what}"
-        );
-        let arm = dir.path().join("Image");
-        std::fs::write(
-            &arm,
-            crate::image::arm64::build_image(0, 0x20000, 0xa, &[0; 64]),
-        )
-        .unwrap();
-        assert_eq!(KernelFile::open(&arm).unwrap().arch(), Some("aarch64"));
+        assert!(k.runs_on("x86_64") && k.runs_on("i686") && !k.runs_on("aarch64"));
     }
 
     #[test]

@@ -270,6 +270,38 @@ mod tests {
     }
 
     #[test]
+    fn report_json_has_state_and_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.save(Target::Crash, &record()).unwrap();
+        let state = KexecState {
+            loaded: Some(false),
+            crash_loaded: Some(true),
+            crash_size: Some(256 << 20),
+        };
+        let v = serde_json::to_value(Report::gather(state, &store)).unwrap();
+        assert_eq!(v["state"]["crash_loaded"], true);
+        assert_eq!(v["normal"], serde_json::Value::Null);
+        assert_eq!(v["crash"]["kernel"], "/boot/vmlinuz-lts");
+        assert_eq!(v["crash"]["initrds"][0]["len"], 1234);
+    }
+
+    #[test]
+    fn unknown_state_and_foreign_loads_are_said_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = Report::gather(
+            KexecState {
+                loaded: Some(true),
+                ..KexecState::default()
+            },
+            &Store::new(dir.path()),
+        )
+        .to_string();
+        assert!(text.contains("loaded by another tool"), "{text}");
+        assert!(text.contains("crash image: unknown"), "{text}");
+    }
+
+    #[test]
     fn utc_formatting() {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");

@@ -78,8 +78,18 @@ pub struct LoadPlan {
 pub enum Error {
     #[error("the kernel is not an x86 bzImage: {0}")]
     Image(#[from] bzimage::Error),
-    #[error("this kernel cannot be loaded by kexec_load on x86_64: {0}")]
-    Unsupported(String),
+    #[error("this kernel has no 64-bit entry point (boot protocol {}.{:02}, xloadflags {xloadflags:#x}; kexec_load on x86_64 needs protocol 2.12+ with XLF_KERNEL_64): use a 64-bit kernel", version >> 8, version & 0xff)]
+    No64BitEntry { version: u16, xloadflags: u16 },
+    #[error("this kernel is a zImage (loadflags LOADED_HIGH clear), which only loads below 1 MiB; use a bzImage")]
+    ZImage,
+    #[error(
+        "the kernel's kernel_alignment {0:#x} is not a power of two: the image header is damaged"
+    )]
+    BadAlignment(u64),
+    #[error("the {0} is too large to place in a 64-bit address space")]
+    TooLarge(&'static str),
+    #[error("the running kernel uses 5-level paging, which stays on across kexec, and this kernel lacks XLF_5LEVEL: boot the running kernel with no5lvl, or load a kernel built with CONFIG_X86_5LEVEL")]
+    No5LevelPaging,
     #[error("the command line contains a NUL byte at offset {0}; remove it")]
     CmdlineNul(usize),
     #[error("the command line is {len} bytes but this kernel accepts at most {max} (cmdline_size); shorten it")]

@@ -33,9 +33,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     let hdr = SetupHeader::parse(req.kernel)?;
     check_loadable(&hdr)?;
     if machine.five_level_paging() && !hdr.xloadflag(XLF_5LEVEL) {
-        return Err(Error::Unsupported(
-            "the running kernel uses 5-level paging, which stays on across kexec, and this kernel does not support it (no XLF_5LEVEL); boot the running kernel with no5lvl, or use a kernel built with CONFIG_X86_5LEVEL".into(),
-        ));
+        return Err(Error::No5LevelPaging);
     }
     if let Some(i) = req.cmdline.iter().position(|&c| c == 0) {
         return Err(Error::CmdlineNul(i));
@@ -79,7 +77,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     let pm = req.kernel.get(hdr.protected_mode_offset()..).unwrap_or(&[]);
     let pm_len = pm.len() as u64;
     let kernel_memsz = page_align(pm_len.max(u64::from(hdr.init_size.unwrap_or(0))))
-        .ok_or_else(|| Error::Unsupported("its init_size overflows".into()))?;
+        .ok_or(Error::TooLarge("kernel (init_size)"))?;
     let kernel_addr = place_kernel(&hdr, &mut free, kernel_memsz, limit)?;
 
     // The initrd, page aligned, below initrd_addr_max unless the kernel
@@ -87,8 +85,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     let initrd = match req.initrd.filter(|i| !i.is_empty()) {
         None => None,
         Some(data) => {
-            let size = page_align(data.len() as u64)
-                .ok_or_else(|| Error::Unsupported("initrd size overflows".into()))?;
+            let size = page_align(data.len() as u64).ok_or(Error::TooLarge("initrd"))?;
             let max_end = if above_4g {
                 u64::MAX
             } else {
@@ -238,17 +235,13 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
 
 fn check_loadable(hdr: &SetupHeader) -> Result<()> {
     if hdr.version < 0x020c || !hdr.xloadflag(XLF_KERNEL_64) {
-        return Err(Error::Unsupported(format!(
-            "boot protocol {}.{:02} with xloadflags {:#x} has no 64-bit entry point (needs protocol 2.12+ and XLF_KERNEL_64); use a 64-bit kernel",
-            hdr.version >> 8,
-            hdr.version & 0xff,
-            hdr.xloadflags.unwrap_or(0)
-        )));
+        return Err(Error::No64BitEntry {
+            version: hdr.version,
+            xloadflags: hdr.xloadflags.unwrap_or(0),
+        });
     }
     if hdr.loadflags & LOADED_HIGH == 0 {
-        return Err(Error::Unsupported(
-            "it is a zImage (loadflags LOADED_HIGH clear), which loads below 1 MiB".into(),
-        ));
+        return Err(Error::ZImage);
     }
     Ok(())
 }
@@ -267,9 +260,7 @@ fn place_kernel(hdr: &SetupHeader, free: &mut FreeList, memsz: u64, limit: u64) 
     }
     let align = u64::from(hdr.kernel_alignment.unwrap_or(0)).max(PAGE_SIZE);
     if !align.is_power_of_two() {
-        return Err(Error::Unsupported(format!(
-            "its kernel_alignment {align:#x} is not a power of two"
-        )));
+        return Err(Error::BadAlignment(align));
     }
     // A relocatable 64-bit kernel decompresses at max(load address,
     // LOAD_PHYSICAL_ADDR = pref_address): loading it lower would let it

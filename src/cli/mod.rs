@@ -4,6 +4,7 @@
 //! `main.rs` only wires them to the real system and prints.
 
 pub mod flavor;
+mod load;
 pub mod parse;
 pub mod run;
 

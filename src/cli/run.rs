@@ -6,18 +6,12 @@
 //! kernel refusal is turned into a [`Failure`] carrying the diagnosis for
 //! this machine. Nothing here prints: messages go to the caller's sink.
 
-use std::os::fd::AsFd;
-
 use nix::errno::Errno;
 
-use super::flavor;
+use super::load::load;
 use super::parse::{Invocation, SyscallMode};
-use crate::classic::{self, Machine};
-use crate::cmdline;
 use crate::diagnose::{self, Diagnosis, ImageHints, Op};
-use crate::initrd;
-use crate::kernel_file::KernelFile;
-use crate::status::{Record, Store};
+use crate::status::Store;
 use crate::syscall::{KexecSys, Target, KEXEC_ARCH_DEFAULT};
 use crate::sysview::SystemView;
 
@@ -64,14 +58,14 @@ impl Failure {
             diagnosis: None,
         }
     }
-    fn with(code: u8, message: impl Into<String>, diagnosis: Diagnosis) -> Self {
+    pub(super) fn with(code: u8, message: impl Into<String>, diagnosis: Diagnosis) -> Self {
         Failure {
             code,
             message: message.into(),
             diagnosis: Some(diagnosis),
         }
     }
-    fn kernel(code: u8, op: Op, errno: Errno, diagnosis: Diagnosis) -> Self {
+    pub(super) fn kernel(code: u8, op: Op, errno: Errno, diagnosis: Diagnosis) -> Self {
         Failure::with(
             code,
             format!(
@@ -109,7 +103,7 @@ pub fn falls_back(errno: Errno) -> bool {
     )
 }
 
-fn target_of(inv: &Invocation) -> Target {
+pub(super) fn target_of(inv: &Invocation) -> Target {
     if inv.crash {
         Target::Crash
     } else {
@@ -125,15 +119,6 @@ pub fn run(
 ) -> Result<u8, Failure> {
     if inv.do_status {
         return status(inv, ctx);
-    }
-    if let (Some(k), false) = (&inv.kernel, inv.do_load) {
-        // kexec-tools ignores it silently; `kexec -p -u KERNEL` then only
-        // unloads, which surprises whoever wrote it (parse refuses the
-        // combinations with -l outright).
-        notify(Notice::Warning(format!(
-            "{} is not loaded: a later -u or -e overrides -l/-p, as in kexec-tools; drop it to load the kernel",
-            k.display()
-        )));
     }
     if inv.do_unload {
         unload(inv, ctx, notify)?;
@@ -230,7 +215,11 @@ fn status(inv: &Invocation, ctx: &mut Context<'_>) -> Result<u8, Failure> {
 /// `CAP_SYS_BOOT`: a kernel without kexec answers ENOSYS to everyone, which
 /// would hide that the user also needs root. Exit 255, as for the EPERM the
 /// kernel would otherwise give.
-fn require_cap_sys_boot(ctx: &Context<'_>, op: Op, target: Target) -> Result<(), Failure> {
+pub(super) fn require_cap_sys_boot(
+    ctx: &Context<'_>,
+    op: Op,
+    target: Target,
+) -> Result<(), Failure> {
     let facts = ctx.view.facts();
     if facts.cap_sys_boot != Some(false) {
         return Ok(());
@@ -252,15 +241,12 @@ fn unload(
     notify: &mut dyn FnMut(Notice),
 ) -> Result<(), Failure> {
     let target = target_of(inv);
-    require_cap_sys_boot(
-        ctx,
-        if inv.mode == SyscallMode::Classic {
-            Op::Unload
-        } else {
-            Op::FileUnload
-        },
-        target,
-    )?;
+    let op = if inv.mode == SyscallMode::Classic {
+        Op::Unload
+    } else {
+        Op::FileUnload
+    };
+    require_cap_sys_boot(ctx, op, target)?;
     let classic = |ctx: &mut Context<'_>| -> Result<(), Failure> {
         ctx.sys
             .kexec_load(0, &[], target.load_flag() | KEXEC_ARCH_DEFAULT)
@@ -307,308 +293,6 @@ fn unload(
         notify(Notice::Warning(e.to_string()));
     }
     Ok(())
-}
-
-/// The files and command line of a load, resolved and checked, before any syscall.
-struct Prepared {
-    kernel: KernelFile,
-    initrd: Option<initrd::Initrd>,
-    cmdline: cmdline::Cmdline,
-    hints: ImageHints,
-}
-
-fn prepare(
-    inv: &Invocation,
-    ctx: &mut Context<'_>,
-    notify: &mut dyn FnMut(Notice),
-) -> Result<Prepared, Failure> {
-    let target = target_of(inv);
-    let mut kernel_path = inv.kernel.clone();
-    let mut initrd_paths = inv.initrds.clone();
-    if let Some(flavor) = &inv.flavor {
-        let sel = flavor::resolve(flavor, &ctx.view).map_err(|e| Failure::usage(e.to_string()))?;
-        if kernel_path.is_none() {
-            kernel_path = Some(sel.kernel);
-        }
-        if initrd_paths.is_empty() {
-            initrd_paths = sel.initrds;
-        }
-    }
-    let Some(kernel_path) = kernel_path else {
-        return Err(Failure::usage("No kernel specified: give the kernel image, e.g. kexec -l /boot/vmlinuz-lts (see kexec --help)"));
-    };
-    if let Some(dtb) = &inv.dtb {
-        let arch = ctx.view.arch();
-        let why = if arch == "aarch64" {
-            "kexec_file_load hands the new kernel the running kernel's device tree, and this kexec has no arm64 kexec_load path"
-        } else {
-            "device trees are for arm64; an x86 kernel gets its hardware description from boot_params and ACPI"
-        };
-        return Err(Failure::usage(format!(
-            "--dtb {}: not usable on this {arch} system: {why}; drop --dtb",
-            dtb.display()
-        )));
-    }
-    let kernel = KernelFile::open(&kernel_path).map_err(|e| Failure::usage(e.to_string()))?;
-    let arch = ctx.view.arch();
-    if let Some(kernel_arch) = kernel.arch().filter(|a| *a != arch) {
-        return Err(Failure::usage(format!(
-            "kernel {} is {} kernel, but this machine runs {arch}: kexec only boots kernels for the running \
-             architecture; give an {arch} kernel (e.g. /boot/vmlinuz-$(uname -r))",
-            kernel.path.display(),
-            if kernel_arch == "x86_64" { "an x86_64" } else { "an arm64" },
-        )));
-    }
-    if inv.flavor.is_some() && !inv.force_given {
-        match kernel.version() {
-            Some(v) => flavor::check_modules(&ctx.view, &kernel.path, &v)
-                .map_err(|e| Failure::usage(e.to_string()))?,
-            None => notify(Notice::Warning(format!(
-                "{}: no version string found, so /lib/modules was not checked",
-                kernel.path.display()
-            ))),
-        }
-    }
-    // A UKI's own .cmdline applies unless the user gave a command line.
-    let mut request = inv.cmdline.clone();
-    if request == cmdline::Request::default() {
-        if let Some(c) = kernel.uki.as_ref().and_then(|u| u.cmdline.clone()) {
-            request.append = Some(c);
-        }
-    }
-    let cmdline = cmdline::build(
-        &request,
-        || ctx.view.proc_cmdline(),
-        inv.crash,
-        kernel.cmdline_capacity(inv.crash),
-    )
-    .map_err(|e| Failure::usage(format!("{e}")))?;
-    let embedded_name = format!(".initrd of {}", kernel.path.display());
-    let embedded = kernel
-        .uki
-        .as_ref()
-        .and_then(|u| u.initrd.as_deref())
-        .map(|d| (embedded_name, d));
-    let initrd =
-        initrd::assemble(embedded, &initrd_paths).map_err(|e| Failure::usage(e.to_string()))?;
-    if let Some(i) = initrd.as_ref().filter(|i| initrd::wants_microcode_check(i)) {
-        if let Some(problem) = initrd::microcode_problem(i) {
-            notify(Notice::Warning(format!(
-                "{problem} (the initrd is loaded anyway)"
-            )));
-        }
-    }
-    let mut hints = kernel.hints();
-    hints.initrd_len = initrd.as_ref().map(|i| i.total_len);
-    hints.cmdline_len = cmdline.as_bytes().len();
-    notify(Notice::Debug(format!(
-        "kernel {} ({}, {} bytes), {} initrd(s) ({} bytes), {} image, cmdline {:?}",
-        kernel.path.display(),
-        kernel.kind(),
-        kernel.bytes.len(),
-        initrd.as_ref().map_or(0, |i| i.parts.len()),
-        initrd.as_ref().map_or(0, |i| i.total_len),
-        match target {
-            Target::Normal => "normal",
-            Target::Crash => "crash",
-        },
-        cmdline.as_str()
-    )));
-    Ok(Prepared {
-        kernel,
-        initrd,
-        cmdline,
-        hints,
-    })
-}
-
-fn load(
-    inv: &Invocation,
-    ctx: &mut Context<'_>,
-    notify: &mut dyn FnMut(Notice),
-) -> Result<(), Failure> {
-    let target = target_of(inv);
-    if target == Target::Crash && ctx.sys.state().crash_size == Some(0) {
-        let facts = ctx.view.facts();
-        return Err(Failure::with(
-            EXIT_USAGE,
-            "Memory for crashkernel is not reserved",
-            Diagnosis {
-                cause: "a crash kernel runs in memory reserved at boot, and /sys/kernel/kexec_crash_size is 0".into(),
-                fix: Some(diagnose::boot_param_fix(&facts, "crashkernel=256M")),
-            },
-        ));
-    }
-    let prepared = prepare(inv, ctx, notify)?;
-    require_cap_sys_boot(
-        ctx,
-        if inv.mode == SyscallMode::Classic {
-            Op::Load
-        } else {
-            Op::FileLoad
-        },
-        target,
-    )?;
-    let syscall = match inv.mode {
-        SyscallMode::Classic => {
-            classic_load(inv, &prepared, ctx, notify)?;
-            "kexec_load"
-        }
-        SyscallMode::File | SyscallMode::Auto => match file_load(&prepared, target, ctx) {
-            Ok(()) => "kexec_file_load",
-            Err(errno)
-                if inv.mode == SyscallMode::Auto && falls_back(errno) && classic_supported(ctx) =>
-            {
-                notify(Notice::Debug(format!(
-                    "kexec_file_load answered {}; falling back to kexec_load",
-                    diagnose::errno_name(errno)
-                )));
-                classic_load(inv, &prepared, ctx, notify).map_err(|mut f| {
-                    f.message = format!(
-                        "kexec_file_load failed ({}) and the kexec_load fallback failed too: {}",
-                        diagnose::errno_name(errno),
-                        f.message
-                    );
-                    f
-                })?;
-                "kexec_load"
-            }
-            Err(errno) => {
-                let d = diagnose::explain(
-                    Op::FileLoad,
-                    errno,
-                    target,
-                    &ctx.view.facts(),
-                    &prepared.hints,
-                );
-                let code = if falls_back(errno) {
-                    EXIT_FILE_UNUSABLE
-                } else {
-                    EXIT_FAILED
-                };
-                let mut f = Failure::kernel(code, Op::FileLoad, errno, d);
-                if inv.mode == SyscallMode::Auto {
-                    // Only reached when there is no kexec_load path to fall back to.
-                    f.code = EXIT_FAILED;
-                    f.message.push_str(&format!(
-                        " (and this kexec has no kexec_load loader for {})",
-                        ctx.view.arch()
-                    ));
-                } else if code == EXIT_FILE_UNUSABLE {
-                    f.message
-                        .push_str(" (syscall kexec_file_load not usable for this kernel or image)");
-                }
-                return Err(f);
-            }
-        },
-    };
-    let record = Record {
-        // Absolute, so `kexec status` run from elsewhere names the same file.
-        kernel: std::fs::canonicalize(&prepared.kernel.path)
-            .unwrap_or_else(|_| prepared.kernel.path.clone())
-            .display()
-            .to_string(),
-        version: prepared.kernel.version(),
-        cmdline: prepared.cmdline.as_str().to_string(),
-        initrds: prepared
-            .initrd
-            .as_ref()
-            .map(|i| i.parts.clone())
-            .unwrap_or_default(),
-        loaded_at: ctx.now,
-        syscall: syscall.to_string(),
-    };
-    if let Err(e) = ctx.store.save(target, &record) {
-        notify(Notice::Warning(format!(
-            "{e}; `kexec status` will not know what was loaded"
-        )));
-    }
-    Ok(())
-}
-
-fn file_load(p: &Prepared, target: Target, ctx: &mut Context<'_>) -> Result<(), Errno> {
-    ctx.sys.kexec_file_load(
-        p.kernel.file.as_fd(),
-        p.initrd.as_ref().map(|i| i.fd()),
-        p.cmdline.as_bytes(),
-        target.file_flag(),
-    )
-}
-
-/// The `kexec_load` path: this crate's own planner lays out the kernel,
-/// initrd, zero page and purgatory from the firmware memory map, and the
-/// kernel copies the segments.
-/// The classic loader builds x86_64 boot_params and purgatory only.
-fn classic_supported(ctx: &Context<'_>) -> bool {
-    ctx.view.arch() == "x86_64" && classic::purgatory::available()
-}
-
-fn classic_load(
-    inv: &Invocation,
-    p: &Prepared,
-    ctx: &mut Context<'_>,
-    notify: &mut dyn FnMut(Notice),
-) -> Result<(), Failure> {
-    let target = target_of(inv);
-    if !classic_supported(ctx) {
-        return Err(Failure::usage(format!(
-            "kexec_load (-c) is implemented for x86_64 only and this system is {}; use kexec_file_load (-s, or the default mode)",
-            ctx.view.arch()
-        )));
-    }
-    let initrd = match &p.initrd {
-        Some(i) => Some(read_back(i).map_err(|e| {
-            Failure::usage(format!("cannot read the initrd back for kexec_load: {e}"))
-        })?),
-        None => None,
-    };
-    let machine = Machine::from_root(&ctx.view.root).map_err(|e| Failure {
-        code: EXIT_FAILED,
-        message: format!("kexec_load: cannot read this machine's memory layout: {e}"),
-        diagnosis: None,
-    })?;
-    let req = classic::Request {
-        kernel: &p.kernel.bytes,
-        initrd: initrd.as_deref(),
-        cmdline: p.cmdline.as_bytes(),
-        crash: inv.crash,
-        no_checks: inv.no_checks,
-    };
-    let plan = classic::plan(&req, &machine).map_err(|e| Failure {
-        code: EXIT_FAILED,
-        message: format!("kexec_load: cannot load {}: {e}", p.kernel.path.display()),
-        diagnosis: None,
-    })?;
-    let mut layout = format!(
-        "kexec_load: entry {:#x}, flags {:#x}",
-        plan.entry, plan.flags
-    );
-    for seg in &plan.segments {
-        layout.push_str(&format!(
-            "\n  segment {:#012x}-{:#012x} ({} bytes copied, {} reserved)",
-            seg.mem,
-            seg.mem + seg.memsz,
-            seg.buf.len(),
-            seg.memsz
-        ));
-    }
-    notify(Notice::Debug(layout));
-    ctx.sys
-        .kexec_load(plan.entry, &plan.segments, plan.flags)
-        .map_err(|errno| {
-            let d = diagnose::explain(Op::Load, errno, target, &ctx.view.facts(), &p.hints);
-            Failure::kernel(EXIT_FAILED, Op::Load, errno, d)
-        })
-}
-
-fn read_back(i: &initrd::Initrd) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek};
-    let mut f = std::fs::File::from(i.fd().try_clone_to_owned()?);
-    f.rewind()?;
-    let mut data = Vec::with_capacity(i.total_len as usize);
-    f.read_to_end(&mut data)?;
-    f.rewind()?;
-    Ok(data)
 }
 
 #[cfg(test)]
@@ -828,50 +512,6 @@ mod tests {
     }
 
     #[test]
-    fn without_cap_sys_boot_load_and_unload_stop_before_the_syscall() {
-        // A kernel without kexec answers ENOSYS to everyone; the missing
-        // capability must still be what the user is told.
-        let mut m = Machine::new(&[("proc/self/status", b"CapEff:\t0000000000000000\n")]);
-        m.sys.file_load_errors.extend([Errno::ENOSYS; 3]);
-        m.sys.load_errors.extend([Errno::ENOSYS; 3]);
-        let k = m.path("boot/vmlinuz-lts");
-        for args in [&["-l", &k][..], &["-u"], &["-c", "-u"]] {
-            let f = m.run(args).unwrap_err();
-            assert_eq!(f.code, 255, "{args:?}");
-            assert!(f.to_string().contains("CAP_SYS_BOOT"), "{args:?}: {f}");
-            assert!(f.to_string().contains("run kexec as root"), "{args:?}: {f}");
-        }
-        assert!(m.sys.calls.is_empty(), "{:?}", m.sys.calls);
-    }
-
-    #[test]
-    fn a_kernel_for_another_architecture_is_refused_before_loading() {
-        let image = crate::image::arm64::build_image(0, 0x20000, 0xa, &[0; 64]);
-        let mut m = Machine::new(&[("boot/Image", &image)]);
-        let f = m.run(&["-l", &m.path("boot/Image")]).unwrap_err();
-        assert_eq!(f.code, 1);
-        let msg = f.to_string();
-        assert!(
-            msg.contains("boot/Image") && msg.contains("arm64") && msg.contains("x86_64"),
-            "{msg}"
-        );
-        assert!(m.sys.calls.is_empty(), "{:?}", m.sys.calls);
-    }
-
-    #[test]
-    fn a_kernel_named_with_a_later_unload_is_ignored_with_a_warning() {
-        let mut m = Machine::new(&[]);
-        let k = m.path("boot/vmlinuz-lts");
-        assert_eq!(m.run(&["-p", "-u", &k]), Ok(0));
-        assert!(m.file_loads().is_empty());
-        assert!(
-            matches!(&m.notices[..], [Notice::Warning(w)] if w.contains("vmlinuz-lts is not loaded")),
-            "{:?}",
-            m.notices
-        );
-    }
-
-    #[test]
     fn reboot_refused_is_explained_with_exit_255() {
         let mut m = Machine::new(&[("proc/self/status", b"CapEff:\t0000000000000000\n")]);
         m.sys.state.loaded = Some(true);
@@ -1060,12 +700,10 @@ mod tests {
 
     #[test]
     fn arm64_has_no_classic_fallback_and_explains_einval() {
-        // An arm64 Image: a bzImage would be refused before any syscall
-        // for being built for another architecture.
-        let image = crate::image::arm64::build_image(0, 0x20000, 0xa, &[0; 64]);
+        let image = include_bytes!("../../fixtures/arm64-Image.bin");
         let mut m = Machine::new(&[
             ("proc/sys/kernel/arch", b"aarch64\n"),
-            ("boot/Image", &image),
+            ("boot/Image", image),
         ]);
         m.sys.file_load_errors.push_back(Errno::EINVAL);
         let k = m.path("boot/Image");
@@ -1180,6 +818,22 @@ mod tests {
             vec!["-l".into(), k.clone(), "--append".into(), "a\nb".into()],
             vec!["-l".into(), k.clone(), "--append".into(), "x".repeat(3000)],
             vec!["-l".into(), k.clone(), "--dtb".into(), "x.dtb".into()],
+            vec![
+                "-l".into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/arm64-Image.bin").into(),
+            ],
+            vec![
+                "-l".into(),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/fixtures/bzimage-truncated.bin"
+                )
+                .into(),
+            ],
+            vec![
+                "-l".into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/libfixture.so").into(),
+            ],
         ] {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let f = m.run(&args).unwrap_err();
@@ -1187,6 +841,13 @@ mod tests {
         }
         let f = m.run(&["-l", &missing]).unwrap_err();
         assert!(f.message.contains("boot/nope"), "{f}");
+        let arm = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/arm64-Image.bin");
+        let f = m.run(&["-l", arm]).unwrap_err();
+        assert!(
+            f.message
+                .contains("is an arm64 kernel, but this machine runs x86_64"),
+            "{f}"
+        );
         let f = m
             .run(&["-l", &k, "--append", &"x".repeat(3000)])
             .unwrap_err();

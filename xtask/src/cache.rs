@@ -123,8 +123,8 @@ impl Cache {
         }
     }
 
-    /// The blob stored under `key`, if it is in the index and still on disk with the right hash
-    /// length (its content was verified when it was added).
+    /// The blob stored under `key`, if it is in the index and still on disk (its content was
+    /// verified when it was added; blobs are never modified in place).
     pub fn lookup(&self, key: &str) -> Result<Option<PathBuf>> {
         let idx = self.read_index()?;
         Ok(idx
@@ -159,7 +159,17 @@ impl Cache {
 
     fn record(&self, key: &str, sha256: &str) -> Result<()> {
         // The index is small; rewrite it whole through a temporary file and a rename so
-        // concurrent readers never see a torn file.
+        // concurrent readers never see a torn file, under an exclusive lock so two fetches
+        // (several worktrees share one cache) never lose each other's entries.
+        let lock_path = self.root.join("index.lock");
+        let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            return Err(Error::Io {
+                path: lock_path,
+                source: io::Error::last_os_error(),
+            });
+        }
         let mut idx = self.read_index()?;
         idx.insert(key.to_string(), sha256.to_string());
         let p = self.index_path();

@@ -248,3 +248,122 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     }
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    /// A fake guest: prints a ready line, then answers each command line with `reply(seq)`.
+    fn fake_guest(dir: &Path, replies: Vec<&'static str>) -> PathBuf {
+        let sock = dir.join("con.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"[    0.0] Linux version x\r\nKEXECRS-READY marker=m1 kernel=x\r\n")
+                .unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            for reply in replies {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                s.write_all(line.as_bytes()).unwrap(); // the tty's echo
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+            // Keep the connection open until the test is done with it.
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        sock
+    }
+
+    #[test]
+    fn run_returns_output_and_status_not_fooled_by_the_echo() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = fake_guest(dir.path(), vec!["@@R1-BEGIN\r\nhello\r\n@@R1=3@@\r\n"]);
+        let mut c = Console::connect(
+            &sock,
+            &dir.path().join("serial.log"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        c.expect("KEXECRS-READY marker=m1 ", Duration::from_secs(5), "ready")
+            .unwrap();
+        let (out, code) = c.run("false", Duration::from_secs(5)).unwrap();
+        assert_eq!(code, 3);
+        assert_eq!(out.trim(), "hello");
+        let log = std::fs::read_to_string(dir.path().join("serial.log")).unwrap();
+        assert!(
+            log.contains("KEXECRS-READY") && log.contains("hello"),
+            "{log}"
+        );
+        assert_eq!(c.count("Linux version"), 1);
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_deadline_with_the_reason_and_log_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = fake_guest(dir.path(), vec![]);
+        let log = dir.path().join("serial.log");
+        let mut c = Console::connect(&sock, &log, Duration::from_secs(5)).unwrap();
+        let t = Instant::now();
+        let e = c
+            .expect(
+                "never printed",
+                Duration::from_millis(300),
+                "a marker that never comes",
+            )
+            .unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t.elapsed()
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("a marker that never comes") && msg.contains(&log.display().to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_abort_check_stops_a_wait_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = fake_guest(dir.path(), vec![]);
+        let mut c = Console::connect(
+            &sock,
+            &dir.path().join("serial.log"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        c.set_abort(Some(Arc::new(|| Some("QMP reported a RESET".to_string()))));
+        let t = Instant::now();
+        let e = c
+            .expect("never printed", Duration::from_secs(60), "boot2")
+            .unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(matches!(e, Error::Aborted { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_closed_console_ends_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("con.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.write_all(b"bye\n");
+        });
+        let mut c = Console::connect(
+            &sock,
+            &dir.path().join("serial.log"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let e = c
+            .expect("never printed", Duration::from_secs(60), "boot2")
+            .unwrap_err();
+        assert!(matches!(e, Error::Closed { .. }), "{e}");
+    }
+}

@@ -72,9 +72,12 @@ pub struct Guest {
 
 impl Guest {
     /// The command line for a boot with `marker`, as the test also passes it to a kexec load.
+    ///
+    /// `no_timer_check`: under TCG on a loaded host the kernel's IO-APIC timer check can miss
+    /// its ticks and panic ("IO-APIC + timer doesn't work!"); seen here at load average 14.
     pub fn cmdline_with(&self, marker: &str) -> String {
         let mut c = format!(
-            "console=ttyS0 panic=1 kexecrs.profile={} kexecrs.marker={marker}",
+            "console=ttyS0 panic=1 no_timer_check kexecrs.profile={} kexecrs.marker={marker}",
             self.profile
         );
         for e in &self.extra_cmdline {
@@ -183,7 +186,7 @@ impl Userland {
 }
 
 /// Shared libraries a dynamic binary needs, as (path inside the guest, host file).
-fn shared_libs(binary: &Path, lib_roots: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
+pub fn shared_libs(binary: &Path, lib_roots: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
     let mut dirs = Vec::new();
     for r in lib_roots {
         for sub in [
@@ -254,8 +257,39 @@ fn module_depends(ko: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The modules (paths relative to `modules_dir`) needed for `roots`, dependencies first.
-pub fn resolve_modules(modules_dir: &Path, roots: &[&str]) -> Result<Vec<String>> {
+/// Module file suffixes as distributions ship them (Debian 12's 6.1 kernels: plain; its 6.12
+/// backports: xz). Busybox's `insmod` passes the bytes to `init_module`, which wants them
+/// plain, so compressed modules are unpacked on the host.
+const MODULE_SUFFIXES: &[&str] = &[".ko", ".ko.xz", ".ko.zst", ".ko.gz"];
+
+/// A module's plain ELF bytes, whatever its compression.
+pub fn read_module(p: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(p).with_context(|| format!("cannot read module {}", p.display()))?;
+    let name = p.to_string_lossy();
+    let mut out = Vec::new();
+    if name.ends_with(".xz") {
+        lzma_rs::xz_decompress(&mut &raw[..], &mut out)
+            .map_err(|e| anyhow::anyhow!("{}: not a valid xz file: {e}", p.display()))?;
+    } else if name.ends_with(".zst") {
+        let mut d = ruzstd::decoding::StreamingDecoder::new(&raw[..])
+            .map_err(|e| anyhow::anyhow!("{}: not a valid zstd file: {e}", p.display()))?;
+        std::io::Read::read_to_end(&mut d, &mut out)
+            .with_context(|| format!("{}: damaged zstd data", p.display()))?;
+    } else if name.ends_with(".gz") {
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
+            .with_context(|| format!("{}: damaged gzip data", p.display()))?;
+    } else {
+        out = raw;
+    }
+    Ok(out)
+}
+
+/// A module to put in a guest: its path under the modules directory (always ending `.ko`)
+/// and its plain bytes.
+pub type Module = (String, Vec<u8>);
+
+/// The modules needed for `roots`, dependencies first.
+pub fn resolve_modules(modules_dir: &Path, roots: &[&str]) -> Result<Vec<Module>> {
     let mut by_name = BTreeMap::new();
     let mut stack = vec![modules_dir.join("kernel")];
     while let Some(d) = stack.pop() {
@@ -266,10 +300,14 @@ pub fn resolve_modules(modules_dir: &Path, roots: &[&str]) -> Result<Vec<String>
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(n) = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".ko"))
+                continue;
+            }
+            let Some(file) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(n) = MODULE_SUFFIXES
+                .iter()
+                .find_map(|suf| file.strip_suffix(suf))
             {
                 by_name.insert(n.replace('-', "_"), p);
             }
@@ -282,7 +320,7 @@ pub fn resolve_modules(modules_dir: &Path, roots: &[&str]) -> Result<Vec<String>
         by: &BTreeMap<String, PathBuf>,
         base: &Path,
         seen: &mut BTreeSet<String>,
-        order: &mut Vec<String>,
+        order: &mut Vec<Module>,
     ) -> Result<()> {
         if !seen.insert(n.to_string()) {
             return Ok(());
@@ -290,12 +328,17 @@ pub fn resolve_modules(modules_dir: &Path, roots: &[&str]) -> Result<Vec<String>
         let Some(p) = by.get(n) else {
             return Ok(()); // built into the kernel
         };
-        let bytes =
-            std::fs::read(p).with_context(|| format!("cannot read module {}", p.display()))?;
+        let bytes = read_module(p)?;
         for d in module_depends(&bytes) {
             visit(&d, by, base, seen, order)?;
         }
-        order.push(p.strip_prefix(base).unwrap_or(p).display().to_string());
+        let rel = p.strip_prefix(base).unwrap_or(p).display().to_string();
+        let rel = MODULE_SUFFIXES
+            .iter()
+            .skip(1)
+            .find_map(|suf| rel.strip_suffix(suf).map(|r| format!("{r}.ko")))
+            .unwrap_or(rel);
+        order.push((rel, bytes));
         Ok(())
     }
     for r in roots {
@@ -314,11 +357,22 @@ pub struct Built {
     pub size: u64,
 }
 
-/// Builds the userland layer for `kernel` into `out_dir`.
+/// A file a scenario adds to its guest (e.g. OpenRC services under test).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraFile {
+    /// Absolute path inside the guest.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Builds the initramfs for `kernel` into `out_dir`; `extra` files go into the userland layer
+/// last (so they win, and a kexec'd boot of `/boot/initramfs` has them too).
 pub fn build_initramfs(
     kernel: &KernelEntry,
     user: &Userland,
     bins: &Binaries,
+    extra: &[ExtraFile],
     out_dir: &Path,
 ) -> Result<Built> {
     let mut a = Archive::new();
@@ -394,19 +448,25 @@ pub fn build_initramfs(
     // Modules for a virtio disk, in load order.
     if let Some(mdir) = kernel.modules_dir() {
         let mods = resolve_modules(&mdir, &["virtio_pci", "virtio_blk"])?;
-        for m in &mods {
-            a.file_from(
-                &format!("lib/modules/{}/{m}", kernel.version),
-                &mdir.join(m),
+        let mut list = String::new();
+        for (rel, bytes) in mods {
+            a.file(
+                &format!("lib/modules/{}/{rel}", kernel.version),
+                bytes,
                 0o644,
             )?;
+            list.push_str(&rel);
+            list.push('\n');
         }
-        a.file("etc/vm/modules", mods.join("\n") + "\n", 0o644)?;
+        a.file("etc/vm/modules", list, 0o644)?;
     }
 
     // The guest's own files last: they win over package files.
     let rootfs = crate::workspace_root().join("vm/rootfs");
     a.tree_from("", &rootfs)?;
+    for f in extra {
+        a.file(&f.path, f.contents.clone(), f.mode)?;
+    }
 
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -447,6 +507,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compressed_modules_are_unpacked_and_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let kdir = dir.path().join("kernel/drivers");
+        std::fs::create_dir_all(&kdir).unwrap();
+        let base = b"\x7fELF\0depends=\0name=base\0".to_vec();
+        let top = b"\x7fELF\0depends=base\0name=top\0".to_vec();
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &top[..], &mut xz).unwrap();
+        std::fs::write(kdir.join("top.ko.xz"), xz).unwrap();
+        std::fs::write(kdir.join("base.ko"), &base).unwrap();
+        let mods = resolve_modules(dir.path(), &["top"]).unwrap();
+        assert_eq!(
+            mods,
+            vec![
+                ("kernel/drivers/base.ko".to_string(), base),
+                ("kernel/drivers/top.ko".to_string(), top)
+            ]
+        );
+    }
+
+    #[test]
     fn modinfo_depends() {
         let ko = b"\x7fELF....license=GPL\0depends=virtio,virtio_ring\0name=virtio_blk\0";
         assert_eq!(module_depends(ko), vec!["virtio", "virtio_ring"]);
@@ -467,7 +548,7 @@ mod tests {
         };
         assert_eq!(
             g.cmdline(),
-            "console=ttyS0 panic=1 kexecrs.profile=alpine-like kexecrs.marker=m1 crashkernel=256M"
+            "console=ttyS0 panic=1 no_timer_check kexecrs.profile=alpine-like kexecrs.marker=m1 crashkernel=256M"
         );
     }
 }

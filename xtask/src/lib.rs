@@ -5,6 +5,7 @@
 //! bootable initramfs ([`cpio`]); [`qemu`] boots it and [`console`] + [`qmp`] drive and observe
 //! it; [`vm_test`] runs the scenario suite through cargo-nextest; [`tools`] checks the host.
 
+pub mod bench;
 pub mod cache;
 pub mod console;
 pub mod cpio;

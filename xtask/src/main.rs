@@ -27,6 +27,8 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Time loads, kexec transitions and reboots against kexec-tools and firmware reboots.
+    Bench(xtask::bench::Args),
     /// Build and run every fuzz target in fuzz/ for N seconds each; fail on any crash.
     Fuzz(xtask::fuzz::Args),
 }
@@ -50,6 +52,7 @@ fn main() {
         }
         Task::Fixtures { check } => xtask::fixtures::run(check),
         Task::Fuzz(args) => xtask::fuzz::run(args),
+        Task::Bench(args) => xtask::bench::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

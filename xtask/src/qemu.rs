@@ -135,6 +135,11 @@ const SOCKET_DEADLINE: Duration = Duration::from_secs(30);
 impl Vm {
     /// Starts `guest` in `dir` (which holds sockets and logs).
     pub fn start(guest: &Guest, accel: Accel, dir: &Path) -> Result<Vm> {
+        Vm::start_with(guest, accel, dir, &[])
+    }
+
+    /// [`Vm::start`] with extra QEMU arguments (e.g. UEFI firmware drives).
+    pub fn start_with(guest: &Guest, accel: Accel, dir: &Path, extra: &[String]) -> Result<Vm> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let con_sock = dir.join("console.sock");
         let qmp_sock = dir.join("qmp.sock");
@@ -177,6 +182,7 @@ impl Vm {
                 disk.display()
             ));
         }
+        args.extend(extra.iter().cloned());
         std::fs::write(dir.join("qemu.args"), args.join("\n") + "\n")?;
         let stderr = std::fs::File::create(dir.join("qemu.stderr"))?;
         let handle = duct::cmd("qemu-system-x86_64", &args)

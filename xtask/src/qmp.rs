@@ -260,3 +260,76 @@ impl Monitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    /// A fake QEMU monitor: greeting, answers every command, and emits a RESET event after the
+    /// client's first poll; answers `query-status` with `running`.
+    fn fake_qemu(sock: &Path) {
+        let l = UnixListener::bind(sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let greet = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+            writeln!(s, "{greet}").unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut polls = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line.contains("query-version") {
+                    polls += 1;
+                    if polls == 1 {
+                        let ev = r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "RESET", "data": {"guest": true, "reason": "guest-reset"}}"#;
+                        writeln!(s, "{ev}").unwrap();
+                    }
+                    writeln!(s, r#"{{"return": {{"qemu": {{"micro": 0, "minor": 2, "major": 7}}, "package": ""}}}}"#).unwrap();
+                } else if line.contains("query-status") {
+                    writeln!(s, r#"{{"return": {{"status": "running", "singlestep": false, "running": true}}}}"#).unwrap();
+                } else if line.contains("quit") {
+                    writeln!(s, r#"{{"return": {{}}}}"#).unwrap();
+                    return;
+                } else {
+                    writeln!(s, r#"{{"return": {{}}}}"#).unwrap();
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn records_events_answers_status_and_keeps_a_transcript() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        fake_qemu(&sock);
+        let t = dir.path().join("qmp.log");
+        let m = Monitor::connect(&sock, &t, Duration::from_secs(5)).unwrap();
+        let check = m.reset_check();
+        let start = Instant::now();
+        while m.count("RESET") == 0 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(m.count("RESET"), 1, "{:?}", m.events());
+        assert!(check().is_some_and(|why| why.contains("RESET")));
+        assert_eq!(m.query_status().unwrap(), (true, "running".to_string()));
+        m.quit().unwrap();
+        let text = std::fs::read_to_string(&t).unwrap();
+        assert!(
+            text.contains(r#"-> {"execute":"qmp_capabilities""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""event": "RESET""#), "{text}");
+        assert!(
+            text.contains("query-status") && text.contains(r#""execute":"quit""#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("query-version"),
+            "the polls should not drown the transcript:\n{text}"
+        );
+    }
+}

@@ -23,7 +23,7 @@ pub const BOOT_DEADLINE: Duration = Duration::from_secs(240);
 pub const KEXEC_DEADLINE: Duration = Duration::from_secs(240);
 pub const CMD_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Which `kexec` runs in the guest.
+/// Which `kexec` binary runs in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
     /// The project's `kexec` (static, `/sbin/kexec`).
@@ -47,6 +47,54 @@ impl Impl {
     }
 }
 
+/// A `kexec` as a scenario uses it: which binary, and the extra flags every load gets
+/// (`-c` forces the classic `kexec_load`, `-i` skips the purgatory's digest check, `-s` forces
+/// `kexec_file_load`). Same flags for both binaries, since ours is a drop-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kexec {
+    pub imp: Impl,
+    pub load_flags: &'static str,
+}
+
+impl Kexec {
+    pub const OURS: Kexec = Kexec {
+        imp: Impl::Ours,
+        load_flags: "",
+    };
+    pub const KEXEC_TOOLS: Kexec = Kexec {
+        imp: Impl::KexecTools,
+        load_flags: "",
+    };
+
+    pub const fn with(imp: Impl, load_flags: &'static str) -> Kexec {
+        Kexec { imp, load_flags }
+    }
+
+    pub fn path(self) -> &'static str {
+        self.imp.path()
+    }
+
+    /// The command for a load: `kexec MODE FLAGS ARGS` (MODE `-l` or `-p`).
+    pub fn load_cmd(self, mode: &str, args: &str) -> String {
+        let mut c = format!("{} {mode}", self.imp.path());
+        if !self.load_flags.is_empty() {
+            c.push(' ');
+            c.push_str(self.load_flags);
+        }
+        c.push(' ');
+        c.push_str(args);
+        c
+    }
+
+    pub fn describe(self) -> String {
+        if self.load_flags.is_empty() {
+            self.imp.name().to_string()
+        } else {
+            format!("{} {}", self.imp.name(), self.load_flags)
+        }
+    }
+}
+
 /// Options for a boot.
 #[derive(Debug, Clone)]
 pub struct BootOpts {
@@ -55,6 +103,13 @@ pub struct BootOpts {
     pub memory_mb: u32,
     /// Size of a fresh raw virtio disk to attach, in MiB.
     pub disk_mb: Option<u64>,
+    /// Extra newc archives appended to the guest's initramfs (their files win), e.g. services
+    /// a benchmark installs.
+    pub layers: Vec<PathBuf>,
+    /// Extra QEMU arguments (e.g. UEFI firmware flash drives).
+    pub qemu_args: Vec<String>,
+    /// Files added to the guest (in its userland layer).
+    pub extra_files: Vec<guest::ExtraFile>,
 }
 
 impl Default for BootOpts {
@@ -64,6 +119,9 @@ impl Default for BootOpts {
             extra_cmdline: Vec::new(),
             memory_mb: 1024,
             disk_mb: None,
+            layers: Vec::new(),
+            qemu_args: Vec::new(),
+            extra_files: Vec::new(),
         }
     }
 }
@@ -75,9 +133,15 @@ pub struct Run {
     pub guest: Guest,
     pub vm: Vm,
     pub started: Instant,
+    /// From QEMU's start to the first ready line on the host's clock.
+    pub booted: Duration,
     pub ours_missing: Option<String>,
     /// Deadline for the next kernel to announce itself after an exec.
     pub kexec_deadline: Duration,
+    /// QEMU start → first console ready line.
+    pub boot_time: Option<Duration>,
+    /// Each exec command → the next kernel's ready line.
+    pub kexec_times: Vec<Duration>,
     boots: u32,
 }
 
@@ -107,7 +171,16 @@ impl Run {
             &crate::cache::default_root(),
         )?)?;
         let bins = guest::build_binaries()?;
-        let built = guest::build_initramfs(&k, &user, &bins, &dir)?;
+        let built = guest::build_initramfs(&k, &user, &bins, &opts.extra_files, &dir)?;
+        if !opts.layers.is_empty() {
+            let mut bytes = std::fs::read(&built.initrd)?;
+            for l in &opts.layers {
+                bytes.extend(
+                    std::fs::read(l).with_context(|| format!("cannot read {}", l.display()))?,
+                );
+            }
+            std::fs::write(&built.initrd, &bytes)?;
+        }
         let disk = match opts.disk_mb {
             Some(mb) => {
                 let p = dir.join("disk.img");
@@ -132,19 +205,24 @@ impl Run {
         };
         let accel = crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel));
         let started = Instant::now();
-        let vm = Vm::start(&guest, accel, &dir)?;
+        let vm = Vm::start_with(&guest, accel, &dir, &opts.qemu_args)?;
         let mut run = Run {
             name: name.to_string(),
             dir,
             guest,
             vm,
             started,
+            booted: Duration::ZERO,
             ours_missing: bins.ours.err(),
             kexec_deadline: KEXEC_DEADLINE,
+            boot_time: None,
+            kexec_times: Vec::new(),
             boots: 0,
         };
         let marker = run.guest.marker.clone();
         run.expect_ready(&marker, BOOT_DEADLINE, "first boot of the guest")?;
+        run.booted = started.elapsed();
+        run.boot_time = Some(run.booted);
         eprintln!(
             "[{name}] booted ({}) in {:.1} s",
             run.guest.profile,
@@ -188,22 +266,19 @@ impl Run {
         Ok(self.ok(&format!("cat {path}"))?.trim().to_string())
     }
 
-    /// Runs `kexec ARGS` (a load) with `imp`, and checks it really loaded: exit status 0 and the
-    /// kernel's own flag (`/sys/kernel/kexec_loaded`, or `kexec_crash_loaded` for `-p`) set.
-    pub fn load(&mut self, imp: Impl, args: &str) -> Result<()> {
-        self.require(imp)?;
-        let cmd = format!("{} {args}", imp.path());
-        let (out, code) = self.sh(&cmd)?;
+    /// Loads with `k` (`mode` is `-l` or `-p`) and checks it really loaded: exit status 0 and
+    /// the kernel's own flag (`/sys/kernel/kexec_loaded`, or `kexec_crash_loaded` for `-p`).
+    pub fn load(&mut self, k: Kexec, mode: &str, args: &str) -> Result<()> {
+        self.require(k.imp)?;
+        let cmd = k.load_cmd(mode, args);
+        let (out, code) = self.sh(&format!("{cmd} 2>&1"))?;
         if code != 0 {
             bail!(
                 "{} failed to load: `{cmd}` exited with {code}:\n{out}",
-                imp.name()
+                k.describe()
             );
         }
-        let flag = if args
-            .split_whitespace()
-            .any(|a| a == "-p" || a == "--load-panic")
-        {
+        let flag = if mode == "-p" {
             "/sys/kernel/kexec_crash_loaded"
         } else {
             "/sys/kernel/kexec_loaded"
@@ -256,6 +331,7 @@ impl Run {
         }
         self.boots += 1;
         let took = t.elapsed();
+        self.kexec_times.push(took);
         self.assert_no_firmware_reboot()?;
         eprintln!(
             "[{}] `{cmd}` -> new kernel ready in {:.1} s",
@@ -291,6 +367,47 @@ impl Run {
     }
 }
 
+/// One line of `target/vm-tests/timings.jsonl`, summarized by `cargo xtask vm-test`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub scenario: String,
+    pub kernel: String,
+    pub profile: String,
+    pub passed: bool,
+    pub boot_s: Option<f64>,
+    pub kexec_s: Vec<f64>,
+    pub total_s: f64,
+}
+
+/// Where scenarios append their timings (one JSON object per line).
+pub fn timings_path() -> PathBuf {
+    crate::workspace_root().join("target/vm-tests/timings.jsonl")
+}
+
+fn record_timing(run: &Run, passed: bool) {
+    let t = Timing {
+        scenario: run.name.clone(),
+        kernel: std::env::var("KEXEC_RS_VM_KERNEL")
+            .unwrap_or_else(|_| "debian-6.1-cloud-amd64".into()),
+        profile: run.guest.profile.to_string(),
+        passed,
+        boot_s: run.boot_time.map(|d| d.as_secs_f64()),
+        kexec_s: run.kexec_times.iter().map(Duration::as_secs_f64).collect(),
+        total_s: run.started.elapsed().as_secs_f64(),
+    };
+    if let Ok(line) = serde_json::to_string(&t) {
+        // One write of one line with O_APPEND: parallel scenarios do not interleave.
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(timings_path())
+        {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// Runs a scenario: on failure prints the reason and the artifact paths (kept on disk), on
 /// success removes the run's directory.
 pub fn scenario<F>(name: &str, opts: BootOpts, body: F) -> Result<()>
@@ -310,6 +427,7 @@ where
     };
     let result = body(&mut run);
     run.vm.stop();
+    record_timing(&run, result.is_ok());
     match result {
         Ok(()) => {
             eprintln!(

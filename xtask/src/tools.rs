@@ -27,9 +27,31 @@ pub fn missing() -> Vec<(&'static str, &'static str)> {
     TOOLS.iter().copied().filter(|(p, _)| !on_path(p)).collect()
 }
 
+/// Whether cargo-nextest is installed (it is a cargo subcommand, not a Debian package).
+pub fn have_nextest() -> bool {
+    duct::cmd!("cargo", "nextest", "--version")
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Checks the tools; with `install`, installs the missing packages (idempotent: nothing is run
 /// when everything is present).
 pub fn ensure(install: bool) -> Result<()> {
+    if !have_nextest() {
+        if !install {
+            bail!(
+                "cargo-nextest is missing; install it with `cargo install --locked cargo-nextest`"
+            );
+        }
+        eprintln!("tools: installing cargo-nextest");
+        duct::cmd!("cargo", "install", "--locked", "cargo-nextest")
+            .stdout_to_stderr()
+            .run()
+            .context("`cargo install --locked cargo-nextest` failed")?;
+    }
     let miss = missing();
     if miss.is_empty() {
         return Ok(());
@@ -64,6 +86,33 @@ pub fn ensure(install: bool) -> Result<()> {
     let still = missing();
     if !still.is_empty() {
         bail!("still missing after apt-get install: {still:?}");
+    }
+    Ok(())
+}
+
+/// Checks that `file` exists; with `install`, installs `package` with apt-get when it does not
+/// (for data files such as UEFI firmware images, which are not programs on the PATH).
+pub fn ensure_file(file: &str, package: &str, install: bool) -> Result<()> {
+    if std::path::Path::new(file).is_file() {
+        return Ok(());
+    }
+    if !install {
+        bail!("{file} is missing; install it with `apt-get install -y {package}`");
+    }
+    eprintln!("tools: installing {package} (for {file})");
+    let args = ["install", "-y", "--no-install-recommends", package];
+    if duct::cmd("apt-get", args).stdout_to_stderr().run().is_err() {
+        duct::cmd!("apt-get", "update")
+            .stdout_to_stderr()
+            .run()
+            .context("`apt-get update` failed")?;
+        duct::cmd("apt-get", args)
+            .stdout_to_stderr()
+            .run()
+            .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
+    }
+    if !std::path::Path::new(file).is_file() {
+        bail!("{file} is still missing after `apt-get install {package}`");
     }
     Ok(())
 }

@@ -29,6 +29,13 @@ pub struct VmTestArgs {
     pub no_fetch: bool,
 }
 
+/// Online CPUs (each TCG guest here is one vCPU thread, so one scenario per CPU).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+}
+
 pub fn run(args: &VmTestArgs) -> Result<()> {
     let t0 = Instant::now();
     crate::tools::ensure(true)?;
@@ -65,13 +72,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
     let kernel = crate::scenario::kernel()?;
     let accel = crate::qemu::resolve_accel(args.accel, Some(&kernel.kernel));
     let accel_name = if accel == Accel::Kvm { "kvm" } else { "tcg" };
-    let threads = args.test_threads.unwrap_or_else(|| {
-        (std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            / 2)
-        .max(1)
-    });
+    let threads = args.test_threads.unwrap_or_else(online_cpus);
     eprintln!(
         "vm-test: accelerator {accel_name}, {threads} scenario(s) at a time, prepared in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -92,6 +93,11 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
     .collect();
     nextest.push(format!("--test-threads={threads}"));
     nextest.extend(args.filter.iter().cloned());
+    let timings = crate::scenario::timings_path();
+    if let Some(d) = timings.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let _ = std::fs::remove_file(&timings);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = duct::cmd(cargo, &nextest)
         .dir(crate::workspace_root())
@@ -100,9 +106,60 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         .unchecked()
         .run()
         .context("cannot run cargo nextest (install it: cargo install cargo-nextest)")?;
+    print_timings(&timings);
     eprintln!("vm-test: finished in {:.1} s", t0.elapsed().as_secs_f64());
     if !status.status.success() {
         bail!("some VM scenarios failed (their serial logs and QMP transcripts are listed above)");
     }
     Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// Prints the per-scenario timings the scenarios recorded, and the medians.
+fn print_timings(path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let mut rows: Vec<crate::scenario::Timing> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| a.scenario.cmp(&b.scenario));
+    eprintln!("vm-test: timings (QEMU start -> console ready; `kexec -e` -> next kernel ready)");
+    for r in &rows {
+        let kexec: Vec<String> = r.kexec_s.iter().map(|k| format!("{k:.1}")).collect();
+        eprintln!(
+            "  {:<48} {:<6} boot {:>5} s  kexec {:>5} s  total {:>5.1} s",
+            r.scenario,
+            if r.passed { "ok" } else { "FAILED" },
+            r.boot_s
+                .map(|b| format!("{b:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            if kexec.is_empty() {
+                "-".into()
+            } else {
+                kexec.join(",")
+            },
+            r.total_s
+        );
+    }
+    let boots = median(rows.iter().filter_map(|r| r.boot_s).collect());
+    let kexecs = median(
+        rows.iter()
+            .flat_map(|r| r.kexec_s.iter().copied())
+            .collect(),
+    );
+    if let (Some(b), Some(k)) = (boots, kexecs) {
+        eprintln!(
+            "vm-test: median boot {b:.1} s, median kexec reboot {k:.1} s over {} scenario(s)",
+            rows.len()
+        );
+    }
 }

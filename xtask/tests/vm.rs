@@ -1,14 +1,15 @@
 //! VM scenarios: real kernels booted in QEMU, kexec'd by the project's `kexec` (`ours`) and by
 //! kexec-tools' (`kexec_tools`), so parity is a test. Run them with `cargo xtask vm-test
 //! [FILTER]`; they are `#[ignore]`d so a plain `cargo nextest run` lists them as skipped
-//! instead of booting VMs. Each scenario is written once, over an [`Impl`] value; the
-//! `both!` macro instantiates it for the two implementations where it applies.
+//! instead of booting VMs. Each scenario is written once, over a [`Kexec`] value (which binary,
+//! which load flags); the `variants!` macro instantiates it for the implementations and modes
+//! where it applies.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use xtask::guest::{paths, Profile};
-use xtask::scenario::{scenario, BootOpts, Impl, Run};
+use xtask::scenario::{scenario, BootOpts, Impl, Kexec, Run};
 
 fn opts(profile: Profile) -> BootOpts {
     BootOpts {
@@ -18,20 +19,21 @@ fn opts(profile: Profile) -> BootOpts {
 }
 
 /// Loads the guest's own kernel and initramfs with a new command line announcing `marker`.
-fn load_with_marker(run: &mut Run, imp: Impl, marker: &str, extra: &str) -> Result<()> {
+fn load_with_marker(run: &mut Run, k: Kexec, marker: &str, extra: &str) -> Result<()> {
     let cmdline = run.cmdline_for(marker);
     run.load(
-        imp,
+        k,
+        "-l",
         &format!(
-            "-l {} --initrd {} {extra} --append \"{cmdline}\"",
+            "{} --initrd {} {extra} --append \"{cmdline}\"",
             paths::KERNEL,
             paths::INITRAMFS
         ),
     )
 }
 
-fn exec(run: &mut Run, imp: Impl, marker: &str) -> Result<Duration> {
-    run.exec_and_expect_kexec(&format!("{} -e", imp.path()), marker)
+fn exec(run: &mut Run, k: Kexec, marker: &str) -> Result<Duration> {
+    run.exec_and_expect_kexec(&format!("{} -e", k.path()), marker)
 }
 
 /// The running kernel's command line must be the one that was loaded.
@@ -46,30 +48,31 @@ fn assert_cmdline_has(run: &mut Run, want: &str) -> Result<()> {
 
 /// `kexec -l KERNEL --initrd INITRD --append "… marker"`, then `kexec -e`: the new kernel comes
 /// up with the new command line, through kexec (no firmware reset).
-fn load_exec(name: &str, imp: Impl, profile: Profile) -> Result<()> {
+fn load_exec(name: &str, k: Kexec, profile: Profile) -> Result<()> {
     scenario(name, opts(profile), |run| {
         let marker = format!("{name}-boot2");
-        load_with_marker(run, imp, &marker, "")?;
-        exec(run, imp, &marker)?;
+        load_with_marker(run, k, &marker, "")?;
+        exec(run, k, &marker)?;
         assert_cmdline_has(run, &format!("kexecrs.marker={marker}"))
     })
 }
 
 /// `--reuse-cmdline`: the new kernel gets the running one's command line (same marker, so the
 /// proof of a new kernel is a second `Linux version` banner and a fresh uptime).
-fn reuse_cmdline(name: &str, imp: Impl, profile: Profile) -> Result<()> {
+fn reuse_cmdline(name: &str, k: Kexec, profile: Profile) -> Result<()> {
     scenario(name, opts(profile), |run| {
         let before = run.read("/proc/cmdline")?;
         run.load(
-            imp,
+            k,
+            "-l",
             &format!(
-                "-l {} --initrd {} --reuse-cmdline",
+                "{} --initrd {} --reuse-cmdline",
                 paths::KERNEL,
                 paths::INITRAMFS
             ),
         )?;
         let marker = run.guest.marker.clone();
-        exec(run, imp, &marker)?;
+        exec(run, k, &marker)?;
         let after = run.read("/proc/cmdline")?;
         ensure!(after == before, "--reuse-cmdline: the new kernel's command line is {after:?}, the old one was {before:?}");
         let banners = run.vm.console.count("Linux version");
@@ -93,16 +96,16 @@ fn reuse_cmdline(name: &str, imp: Impl, profile: Profile) -> Result<()> {
 }
 
 /// Two `--initrd`s are concatenated in order (ours only: kexec-tools keeps only the last).
-fn two_initrds(name: &str, imp: Impl, profile: Profile) -> Result<()> {
+fn two_initrds(name: &str, k: Kexec, profile: Profile) -> Result<()> {
     scenario(name, opts(profile), |run| {
         let marker = format!("{name}-boot2");
         load_with_marker(
             run,
-            imp,
+            k,
             &marker,
             &format!("--initrd {}", paths::EXTRA_INITRD),
         )?;
-        exec(run, imp, &marker)?;
+        exec(run, k, &marker)?;
         // The first initrd gave the whole userland (we are talking to it); the second its file.
         let extra = run.read(paths::EXTRA_MARKER_FILE)?;
         ensure!(
@@ -115,29 +118,29 @@ fn two_initrds(name: &str, imp: Impl, profile: Profile) -> Result<()> {
 
 /// `-l -S` reports a loaded kernel (exit 1) and none (exit 0), `-u` unloads, as kexec-tools
 /// 2.0.25 does (measured: `-S` alone asks about the crash kernel).
-fn unload_status(name: &str, imp: Impl) -> Result<()> {
+fn unload_status(name: &str, k: Kexec) -> Result<()> {
     scenario(name, opts(Profile::Debian), |run| {
-        run.require(imp)?;
-        let k = imp.path();
-        let (_, none) = run.sh(&format!("{k} -l -S"))?;
+        run.require(k.imp)?;
+        let kp = k.path();
+        let (_, none) = run.sh(&format!("{kp} -l -S"))?;
         ensure!(
             none == 0,
             "`kexec -l -S` with nothing loaded exited {none}, kexec-tools exits 0"
         );
-        load_with_marker(run, imp, "unused", "")?;
-        let (_, loaded) = run.sh(&format!("{k} -l -S"))?;
+        load_with_marker(run, k, "unused", "")?;
+        let (_, loaded) = run.sh(&format!("{kp} -l -S"))?;
         ensure!(
             loaded == 1,
             "`kexec -l -S` with a kernel loaded exited {loaded}, kexec-tools exits 1"
         );
-        let (_, crash) = run.sh(&format!("{k} -S"))?;
+        let (_, crash) = run.sh(&format!("{kp} -S"))?;
         ensure!(crash == 0, "`kexec -S` (crash kernel) exited {crash} with no crash kernel loaded, kexec-tools exits 0");
-        run.ok(&format!("{k} -u"))?;
+        run.ok(&format!("{kp} -u"))?;
         ensure!(
             run.read("/sys/kernel/kexec_loaded")? == "0",
             "after `kexec -u`, /sys/kernel/kexec_loaded is still 1"
         );
-        let (_, after) = run.sh(&format!("{k} -l -S"))?;
+        let (_, after) = run.sh(&format!("{kp} -l -S"))?;
         ensure!(
             after == 0,
             "`kexec -l -S` after an unload exited {after}, kexec-tools exits 0"
@@ -148,10 +151,10 @@ fn unload_status(name: &str, imp: Impl) -> Result<()> {
 
 /// `kexec -e` with nothing loaded is an error (kexec-tools: "Nothing has been loaded!", exit
 /// 1), and nothing reboots.
-fn exec_nothing_loaded(name: &str, imp: Impl) -> Result<()> {
+fn exec_nothing_loaded(name: &str, k: Kexec) -> Result<()> {
     scenario(name, opts(Profile::Debian), |run| {
-        run.require(imp)?;
-        let (out, code) = run.sh(&format!("{} -e", imp.path()))?;
+        run.require(k.imp)?;
+        let (out, code) = run.sh(&format!("{} -e", k.path()))?;
         ensure!(
             code == 1,
             "`kexec -e` with nothing loaded exited {code} (kexec-tools exits 1); output:\n{out}"
@@ -167,22 +170,25 @@ fn exec_nothing_loaded(name: &str, imp: Impl) -> Result<()> {
 
 /// alpine-hardened: `kernel.kexec_load_disabled=1` makes loads fail with EPERM: exit 255, an
 /// error (ours must name `kexec_load_disabled`), and nothing reboots.
-fn load_disabled(name: &str, imp: Impl) -> Result<()> {
+fn load_disabled(name: &str, k: Kexec) -> Result<()> {
     scenario(name, opts(Profile::AlpineHardened), |run| {
-        run.require(imp)?;
+        run.require(k.imp)?;
         ensure!(
             run.read("/proc/sys/kernel/kexec_load_disabled")? == "1",
             "the alpine-hardened guest did not set kexec_load_disabled"
         );
         let cmdline = run.cmdline_for("never");
-        let (out, code) = run.sh(&format!(
-            "{} -l {} --initrd {} --append \"{cmdline}\" 2>&1",
-            imp.path(),
-            paths::KERNEL,
-            paths::INITRAMFS
-        ))?;
+        let load = k.load_cmd(
+            "-l",
+            &format!(
+                "{} --initrd {} --append \"{cmdline}\"",
+                paths::KERNEL,
+                paths::INITRAMFS
+            ),
+        );
+        let (out, code) = run.sh(&format!("{load} 2>&1"))?;
         ensure!(code == 255, "a load with kexec_load_disabled=1 exited {code} (kexec-tools exits 255); output:\n{out}");
-        match imp {
+        match k.imp {
             Impl::KexecTools => ensure!(
                 out.contains("Operation not permitted"),
                 "unexpected kexec-tools message:\n{out}"
@@ -196,7 +202,7 @@ fn load_disabled(name: &str, imp: Impl) -> Result<()> {
             run.read("/sys/kernel/kexec_loaded")? == "0",
             "something was loaded despite kexec_load_disabled=1"
         );
-        let (_, e) = run.sh(&format!("{} -e", imp.path()))?;
+        let (_, e) = run.sh(&format!("{} -e", k.path()))?;
         ensure!(e != 0, "`kexec -e` after the refused load exited 0");
         run.assert_still_running()
     })
@@ -204,12 +210,12 @@ fn load_disabled(name: &str, imp: Impl) -> Result<()> {
 
 /// alpine-like: `kexec -s` (kexec_file_load only) fails with exit 253 (kexec-tools' EFALLBACK)
 /// because the syscall answers ENOSYS, and nothing is loaded.
-fn file_load_enosys(name: &str, imp: Impl) -> Result<()> {
+fn file_load_enosys(name: &str, k: Kexec) -> Result<()> {
     scenario(name, opts(Profile::AlpineLike), |run| {
-        run.require(imp)?;
+        run.require(k.imp)?;
         let (out, code) = run.sh(&format!(
             "{} -s -l {} --initrd {} --reuse-cmdline 2>&1",
-            imp.path(),
+            k.path(),
             paths::KERNEL,
             paths::INITRAMFS
         ))?;
@@ -228,21 +234,21 @@ fn file_load_enosys(name: &str, imp: Impl) -> Result<()> {
 
 /// A file written to a virtio disk (no explicit sync, no unmount) is intact after `kexec -e`:
 /// kexec must sync filesystems before rebooting, as kexec-tools does.
-fn disk_persists(name: &str, imp: Impl) -> Result<()> {
+fn disk_persists(name: &str, k: Kexec) -> Result<()> {
     let o = BootOpts {
         disk_mb: Some(64),
         ..opts(Profile::Debian)
     };
     scenario(name, o, |run| {
-        run.require(imp)?;
+        run.require(k.imp)?;
         run.ok("mount -t ext4 /dev/vda /mnt")?;
         run.ok("dd if=/dev/urandom of=/mnt/payload bs=64k count=16 2>/dev/null")?;
         let sum = run.ok("sha256sum /mnt/payload")?;
         let sum = sum.split_whitespace().next().unwrap_or("").to_string();
         ensure!(sum.len() == 64, "no checksum from the guest: {sum:?}");
         let marker = format!("{name}-boot2");
-        load_with_marker(run, imp, &marker, "")?;
-        exec(run, imp, &marker)?;
+        load_with_marker(run, k, &marker, "")?;
+        exec(run, k, &marker)?;
         run.ok("mount -t ext4 /dev/vda /mnt")?;
         let after = run.ok("sha256sum /mnt/payload")?;
         ensure!(
@@ -255,7 +261,7 @@ fn disk_persists(name: &str, imp: Impl) -> Result<()> {
 
 /// Crash kernel: boot with `crashkernel=256M`, `kexec -p`, panic through sysrq; the capture
 /// kernel boots (through kexec, no firmware) and `/proc/vmcore` holds an ELF core.
-fn crash_kernel(name: &str, imp: Impl) -> Result<()> {
+fn crash_kernel(name: &str, k: Kexec) -> Result<()> {
     let o = BootOpts {
         extra_cmdline: vec!["crashkernel=256M".into()],
         ..opts(Profile::Debian)
@@ -267,73 +273,115 @@ fn crash_kernel(name: &str, imp: Impl) -> Result<()> {
             run.cmdline_for(&marker)
         );
         run.load(
-            imp,
+            k,
+            "-p",
             &format!(
-                "-p {} --initrd {} --append \"{cmdline}\"",
+                "{} --initrd {} --append \"{cmdline}\"",
                 paths::KERNEL,
                 paths::INITRAMFS
             ),
         )?;
         run.exec_and_expect_kexec("echo c > /proc/sysrq-trigger", &marker)?;
         run.ok("test -e /proc/vmcore")?;
-        let magic = run.ok("head -c 4 /proc/vmcore | tail -c 3")?;
+        // The ELF header of a 64-bit x86_64 core file: magic, ELFCLASS64, e_type ET_CORE,
+        // e_machine EM_X86_64.
+        let dump = run.ok("od -An -tx1 -N20 /proc/vmcore")?;
+        let bytes: Vec<u8> = dump
+            .split_whitespace()
+            .filter_map(|b| u8::from_str_radix(b, 16).ok())
+            .collect();
         ensure!(
-            magic.trim() == "ELF",
-            "/proc/vmcore does not start with an ELF header: {magic:?}"
+            bytes.len() == 20
+                && bytes[..4] == [0x7f, b'E', b'L', b'F']
+                && bytes[4] == 2
+                && bytes[16] == 4
+                && bytes[18] == 0x3e,
+            "/proc/vmcore does not start with a 64-bit x86_64 ELF core header: {dump:?}"
         );
         Ok(())
     })
 }
 
-macro_rules! both {
-    ($name:ident, $f:path $(, $arg:expr)*) => {
-        mod $name {
+/// `variants!(scenario_fn(args…) { test_name: kexec, … })` makes one `#[test]` per variant,
+/// named `scenario_fn::test_name` (filter with `cargo xtask vm-test scenario_fn` or `ours`).
+macro_rules! variants {
+    ($f:ident $args:tt { $($test:ident : $k:expr),+ $(,)? }) => {
+        variants!(@mod $f, $f, $args { $($test : $k),+ });
+    };
+    ($m:ident = $f:ident $args:tt { $($test:ident : $k:expr),+ $(,)? }) => {
+        variants!(@mod $m, $f, $args { $($test : $k),+ });
+    };
+    (@mod $m:ident, $f:ident, $args:tt { $($test:ident : $k:expr),+ }) => {
+        mod $m {
             use super::*;
-            #[test]
-            #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
-            fn ours() -> Result<()> {
-                $f(concat!(stringify!($name), "-ours"), Impl::Ours $(, $arg)*)
-            }
-            #[test]
-            #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
-            fn kexec_tools() -> Result<()> {
-                $f(concat!(stringify!($name), "-kexec-tools"), Impl::KexecTools $(, $arg)*)
-            }
+            $(
+                #[test]
+                #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+                fn $test() -> Result<()> {
+                    variants!(@call $f, concat!(stringify!($m), "-", stringify!($test)), $k, $args)
+                }
+            )+
         }
+    };
+    (@call $f:ident, $name:expr, $k:expr, ($($arg:expr),*)) => {
+        super::$f($name, $k $(, $arg)*)
     };
 }
 
-both!(load_exec, super::load_exec, Profile::Debian);
-both!(load_exec_alpine_like, super::load_exec, Profile::AlpineLike);
-both!(reuse_cmdline, super::reuse_cmdline, Profile::Debian);
-both!(
-    reuse_cmdline_alpine_like,
-    super::reuse_cmdline,
-    Profile::AlpineLike
-);
-both!(unload_status, super::unload_status);
-both!(exec_nothing_loaded, super::exec_nothing_loaded);
-both!(load_disabled, super::load_disabled);
-both!(file_load_enosys, super::file_load_enosys);
-both!(disk_persists, super::disk_persists);
-both!(crash_kernel, super::crash_kernel);
+const OURS: Kexec = Kexec::OURS;
+const OURS_CLASSIC: Kexec = Kexec::with(Impl::Ours, "-c");
+const OURS_CLASSIC_NO_CHECKS: Kexec = Kexec::with(Impl::Ours, "-c -i");
+const OURS_FILE: Kexec = Kexec::with(Impl::Ours, "-s");
+const KEXEC_TOOLS: Kexec = Kexec::KEXEC_TOOLS;
+const KEXEC_TOOLS_FILE: Kexec = Kexec::with(Impl::KexecTools, "-s");
 
-mod two_initrds {
-    use super::*;
-    #[test]
-    #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
-    fn ours() -> Result<()> {
-        two_initrds("two_initrds-ours", Impl::Ours, Profile::Debian)
-    }
-    #[test]
-    #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
-    fn ours_alpine_like() -> Result<()> {
-        two_initrds(
-            "two_initrds-ours-alpine-like",
-            Impl::Ours,
-            Profile::AlpineLike,
-        )
-    }
+variants!(load_exec(Profile::Debian) {
+    ours: OURS,
+    ours_classic: OURS_CLASSIC,
+    ours_classic_no_checks: OURS_CLASSIC_NO_CHECKS,
+    ours_file: OURS_FILE,
+    kexec_tools: KEXEC_TOOLS,
+    kexec_tools_file: KEXEC_TOOLS_FILE,
+});
+variants!(load_exec_alpine_like = load_exec(Profile::AlpineLike) { ours: OURS, kexec_tools: KEXEC_TOOLS });
+variants!(reuse_cmdline(Profile::Debian) { ours: OURS, ours_classic: OURS_CLASSIC, kexec_tools: KEXEC_TOOLS });
+variants!(reuse_cmdline_alpine_like = reuse_cmdline(Profile::AlpineLike) { ours: OURS, kexec_tools: KEXEC_TOOLS });
+// kexec-tools keeps only the last --initrd, so this one is ours only.
+variants!(two_initrds(Profile::Debian) { ours: OURS, ours_classic: OURS_CLASSIC });
+variants!(two_initrds_alpine_like = two_initrds(Profile::AlpineLike) { ours: OURS });
+variants!(unload_status() { ours: OURS, kexec_tools: KEXEC_TOOLS });
+variants!(exec_nothing_loaded() { ours: OURS, kexec_tools: KEXEC_TOOLS });
+variants!(load_disabled() { ours: OURS, kexec_tools: KEXEC_TOOLS });
+variants!(file_load_enosys() { ours: OURS, kexec_tools: KEXEC_TOOLS });
+variants!(disk_persists() { ours: OURS, kexec_tools: KEXEC_TOOLS });
+variants!(crash_kernel() { ours: OURS, ours_classic: OURS_CLASSIC, kexec_tools: KEXEC_TOOLS });
+
+/// alpine-hardened: `kexec check` reports the disabled loads with Alpine's fix and exits
+/// non-zero (ours only: kexec-tools has no `check`).
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn check_reports_load_disabled() -> Result<()> {
+    scenario(
+        "check_reports_load_disabled",
+        opts(Profile::AlpineHardened),
+        |run| {
+            run.require(Impl::Ours)?;
+            let (out, code) = run.sh(&format!("{} check 2>&1", paths::OURS))?;
+            ensure!(
+                code != 0,
+                "`kexec check` exited 0 with kexec_load_disabled=1:\n{out}"
+            );
+            ensure!(
+                out.contains("kexec_load_disabled"),
+                "`kexec check` does not name kexec_load_disabled:\n{out}"
+            );
+            ensure!(
+                out.contains("update-extlinux"),
+                "`kexec check` does not give Alpine's fix (update-extlinux):\n{out}"
+            );
+            run.assert_still_running()
+        },
+    )
 }
 
 /// The harness itself: a firmware reboot is seen as a QMP RESET and a second SeaBIOS banner,
@@ -376,11 +424,15 @@ fn harness_detects_firmware_reboot() -> Result<()> {
 fn harness_wrong_marker_fails_in_time() -> Result<()> {
     let deadline = Duration::from_secs(30);
     let t = Instant::now();
-    let result = scenario("harness_wrong_marker", opts(Profile::Debian), |run| {
-        load_with_marker(run, Impl::KexecTools, "harness-right-marker", "")?;
-        run.kexec_deadline = deadline;
-        exec(run, Impl::KexecTools, "harness-WRONG-marker").map(drop)
-    });
+    let result = scenario(
+        "harness_wrong_marker-expected_failure",
+        opts(Profile::Debian),
+        |run| {
+            load_with_marker(run, Kexec::KEXEC_TOOLS, "harness-right-marker", "")?;
+            run.kexec_deadline = deadline;
+            exec(run, Kexec::KEXEC_TOOLS, "harness-WRONG-marker").map(drop)
+        },
+    );
     let took = t.elapsed();
     let Err(e) = result else {
         bail!("a scenario waiting for a marker that never comes passed")
@@ -395,7 +447,8 @@ fn harness_wrong_marker_fails_in_time() -> Result<()> {
         msg.contains("serial log:") && msg.contains("QMP transcript:"),
         "the failure does not print the artifact paths: {msg}"
     );
-    let log = xtask::workspace_root().join("target/vm-tests/harness_wrong_marker/serial.log");
+    let log = xtask::workspace_root()
+        .join("target/vm-tests/harness_wrong_marker-expected_failure/serial.log");
     ensure!(
         log.is_file(),
         "the serial log {} was not kept",

@@ -2,7 +2,8 @@
 //!
 //! The files are copied into the content-addressed store so the manifest keeps pointing at
 //! exactly what was tested even if the user rebuilds in place. The kernel's version is read
-//! from the image itself (the bzImage version string) with the project's own parser.
+//! from the bzImage's setup header. `config`/`system_map` are stored when found beside the
+//! image (`config-V`/`.config`, `System.map-V`/`System.map`), else left empty.
 
 use std::path::Path;
 
@@ -45,6 +46,18 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
     let stored = store(cache, "the kernel", kernel)?;
     let bytes = std::fs::read(&stored)?;
     let version = bzimage_version(&bytes).unwrap_or_else(|| "unknown".into());
+    // A kernel tree or /boot keeps its config and System.map beside the image; store them too
+    // when present (the manifest's paths are then as stable as the kernel's).
+    let dir = kernel.parent().unwrap_or(Path::new("."));
+    let beside = |names: &[String]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    let config = match beside(&[format!("config-{version}"), ".config".into()]) {
+        Some(p) => store(cache, "the kernel config", &p)?,
+        None => std::path::PathBuf::new(),
+    };
+    let system_map = match beside(&[format!("System.map-{version}"), "System.map".into()]) {
+        Some(p) => store(cache, "the System.map", &p)?,
+        None => std::path::PathBuf::new(),
+    };
     let mut out = Fetched::default();
     out.kernels.push(KernelEntry {
         name: "local".into(),
@@ -53,9 +66,9 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
         version: version.clone(),
         package: kernel.display().to_string(),
         package_version: version,
-        kernel: stored.clone(),
-        config: stored.clone(),
-        system_map: stored,
+        kernel: stored,
+        config,
+        system_map,
     });
     if let Some(initrd) = &args.initrd {
         let p = store(cache, "the initramfs", initrd)?;

@@ -85,7 +85,8 @@ pub struct FetchArgs {
     /// Architecture(s): `x86_64` (= amd64), `aarch64` (= arm64).
     #[arg(long)]
     pub arch: Vec<String>,
-    /// Alpine mirror base URL (the directory holding `alpine/`'s branches).
+    /// Alpine mirror URL: the directory holding the branches (`<URL>/latest-stable/…`).
+    /// Default: `KEXEC_RS_ALPINE_MIRROR`, else the system's `/etc/apk/repositories`.
     #[arg(long)]
     pub mirror: Option<String>,
     /// `--source local`: the kernel image to register.

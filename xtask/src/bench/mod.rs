@@ -267,7 +267,9 @@ pub fn run(args: &Args) -> Result<()> {
                     "bench:         {} outside the next kernel: {outside:.3} s",
                     m.row.id
                 );
-                m.outside.push(*outside);
+                if outside.is_finite() {
+                    m.outside.push(*outside);
+                }
                 m.clock_rates.push(*rate);
             }
             p.sample(m, rep, reboot_reps, r.map(|(total, _, _)| total));

@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(k) => {
             let _ = k.kind();
             let _ = k.version();
-            let _ = k.arch();
+            for machine in ["x86_64", "i686", "aarch64", "riscv64"] {
+                let _ = k.runs_on(machine);
+            }
             let _ = k.hints();
             for crash in [false, true] {
                 if let Some((max, what)) = k.cmdline_capacity(crash) {

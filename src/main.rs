@@ -12,8 +12,9 @@ use kexec::syscall::{KexecSys, LinuxKexec};
 use kexec::sysview::SystemView;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match cli::parse(&args) {
+    // args_os: std::env::args() panics on a file name that is not UTF-8.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let command = match cli::parse_os(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kexec: {e}");

@@ -8,7 +8,7 @@ mod load;
 pub mod parse;
 pub mod run;
 
-pub use parse::{parse, Command, Invocation, SyscallMode, UsageError};
+pub use parse::{parse, parse_os, Command, Invocation, SyscallMode, UsageError};
 pub use run::{
     run, Context, Failure, Notice, EXIT_FAILED, EXIT_FILE_UNUSABLE, EXIT_OK, EXIT_USAGE,
 };

@@ -83,6 +83,8 @@ pub enum UsageError {
     ExtraArgument(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("argument '{0}' is not valid UTF-8 (bad bytes shown as U+FFFD); kexec takes UTF-8 options and file names: rename the file, or point a symlink with a UTF-8 name at it")]
+    NotUtf8(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +241,21 @@ impl Invocation {
             status_target: Target::Crash,
         }
     }
+}
+
+/// Parses the arguments as the OS hands them over (bytes on Linux, where a
+/// file name need not be UTF-8): one that is not UTF-8 is a usage error
+/// naming it, where `std::env::args()` would panic.
+pub fn parse_os<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Command, UsageError> {
+    let mut utf8 = Vec::with_capacity(args.len());
+    for a in args {
+        let a = a.as_ref();
+        let s = a
+            .to_str()
+            .ok_or_else(|| UsageError::NotUtf8(a.to_string_lossy().into_owned()))?;
+        utf8.push(s);
+    }
+    parse(&utf8)
 }
 
 /// Parses `args` (without the program name).
@@ -515,6 +532,19 @@ mod tests {
         assert!(fl.do_load && !fl.do_exec && fl.force_given);
         let lf = inv(&["-l", "-f", "k"]);
         assert!(lf.do_exec);
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_a_usage_error_naming_them() {
+        use std::os::unix::ffi::OsStrExt;
+        let args = [
+            std::ffi::OsStr::from_bytes(b"-l"),
+            std::ffi::OsStr::from_bytes(b"/boot/vmlinuz-\xff"),
+        ];
+        let err = parse_os(&args).unwrap_err();
+        assert_eq!(err, UsageError::NotUtf8("/boot/vmlinuz-\u{FFFD}".into()));
+        assert!(err.to_string().contains("rename the file"), "{err}");
+        assert!(matches!(parse_os(&["-l", "k"]), Ok(Command::Kexec(_))));
     }
 
     #[test]

@@ -29,13 +29,6 @@ const UNIT_TIMEOUT_SECS: u64 = 30;
 /// libFuzzer's memory limit; the targets cap decompression far below it.
 const RSS_LIMIT_MB: u64 = 2048;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ lives in the workspace")
-        .to_path_buf()
-}
-
 /// Runs `cmd` to completion with inherited output; fails naming the command.
 fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
@@ -103,19 +96,23 @@ fn list_targets(root: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Seed directories for `target`: the fixtures, the target's committed seeds
-/// (`fuzz/seeds/<target>`, for targets whose input is not a file format) and
-/// the regression inputs of past crashes (`tests/regressions/<target>`).
+/// Seed directories for `target`: its committed seeds (`fuzz/seeds/<target>`),
+/// the regression inputs of past crashes (`tests/regressions/<target>`) and,
+/// for targets that read files, the image fixtures (`fixtures/`).
 fn seed_dirs(root: &Path, target: &str) -> Vec<PathBuf> {
-    [
-        root.join("fixtures"),
+    let mut dirs = vec![
         root.join("fuzz/seeds").join(target),
         root.join("tests/regressions").join(target),
-    ]
-    .into_iter()
-    .filter(|d| d.is_dir())
-    .collect()
+    ];
+    if !TEXT_TARGETS.contains(&target) {
+        dirs.push(root.join("fixtures"));
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
+
+/// Targets whose input is text or arguments, not a file format: the image
+/// fixtures would only make libFuzzer try 8 KiB inputs on them.
+const TEXT_TARGETS: &[&str] = &["cmdline", "cli_parse", "alpine_releases", "alpine_apkindex"];
 
 /// What one target's run gave.
 struct Outcome {
@@ -183,7 +180,7 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let root = workspace();
+    let root = crate::workspace_root();
     ensure_tools()?;
     let all = list_targets(&root)?;
     let targets = if args.targets.is_empty() {

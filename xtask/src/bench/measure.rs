@@ -145,14 +145,55 @@ fn uptime_of(line: &str) -> Result<f64> {
         .with_context(|| format!("no uptime in the ready line {line:?}"))
 }
 
-/// The first boot's ready line, from the console so far.
-fn first_ready_line(run: &Run) -> Result<String> {
+/// The rest of the first boot's ready line (`Run::boot` returns once its start has arrived).
+fn first_ready_line(run: &mut Run) -> Result<String> {
+    run.vm
+        .console
+        .expect("\n", CMD_DEADLINE, "the end of the first ready line")
+        .map_err(Into::into)
+}
+
+/// The console text of the first boot (up to its ready line).
+fn first_boot_text(run: &Run) -> String {
     let pat = format!("KEXECRS-READY marker={} ", run.guest.marker);
     let text = run.vm.console.text();
-    let at = text
-        .find(&pat)
-        .context("the first ready line is not on the console")?;
-    Ok(text[at..].lines().next().unwrap_or("").to_string())
+    let end = text.find(&pat).unwrap_or(text.len());
+    text[..end].to_string()
+}
+
+/// The console text since the last mark (the shutdown and the next boot).
+fn since_mark(run: &Run) -> String {
+    let text = run.vm.console.text();
+    let at = text.rfind("@@BENCH-MARK").unwrap_or(0);
+    text[at..].to_string()
+}
+
+/// The number after `key` on a kernel log line, up to `unit`.
+fn logged(text: &str, key: &str, unit: &str) -> Option<f64> {
+    let at = text.find(key)? + key.len();
+    let rest = &text[at..];
+    rest[..rest.find(unit)?].trim().parse().ok()
+}
+
+/// The printk timestamp of the first line of `text` containing `needle` exactly at its end.
+fn stamp_of(text: &str, needle: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.trim_end().ends_with(needle))?;
+    let inside = line.trim_start().strip_prefix('[')?;
+    inside[..inside.find(']')?].trim().parse().ok()
+}
+
+/// Seconds a kernel's clock gained (or, negative, lost) before it switched from its early TSC
+/// calibration to the refined one, from its own log: its clock ran at refined/detected speed
+/// until the switch. Under TCG on a loaded host the early calibration is sometimes far off
+/// (seen: 701 MHz for a 2596 MHz TSC).
+pub fn early_clock_error(boot_log: &str) -> f64 {
+    let detected = logged(boot_log, "tsc: Detected ", "MHz");
+    let refined = logged(boot_log, "Refined TSC clocksource calibration: ", "MHz");
+    let switched = stamp_of(boot_log, "clocksource: Switched to clocksource tsc");
+    match (detected, refined, switched) {
+        (Some(d), Some(r), Some(t)) if d > 0.0 && r > 0.0 => t * (1.0 - d / r),
+        _ => 0.0,
+    }
 }
 
 /// A guest clock running more than this far from the host's is corrected.
@@ -187,6 +228,16 @@ fn corrected(up: f64, rate: f64) -> f64 {
     } else {
         up
     }
+}
+
+/// A time that subtracts a kernel's uptime cannot be negative: if it is, that kernel's clock
+/// was wrong in a way neither correction saw, and the sample is dropped with the reason.
+fn plausible(what: &str, secs: f64) -> Result<()> {
+    ensure!(
+        secs >= 0.0,
+        "{what} came out {secs:.3} s: the guest's clock ran fast in a way its log and rate do not show; sample dropped"
+    );
+    Ok(())
 }
 
 /// One transition sample, with the guest clock rates used to correct it.
@@ -264,9 +315,11 @@ pub fn transition_once(name: &str, imp: Impl, mode: Mode) -> Result<Transition> 
     let mut run = Run::boot(name, BootOpts::default())?;
     let result = (|| {
         run.require(imp)?;
-        let first_up = uptime_of(&first_ready_line(&run)?)?;
+        let first_up = uptime_of(&first_ready_line(&mut run)?)?;
+        let first_err = early_clock_error(&first_boot_text(&run));
         let first_rate = clock_rate(&mut run)?;
-        let cold = run.booted.as_secs_f64() - corrected(first_up, first_rate);
+        let cold = run.booted.as_secs_f64() - corrected(first_up - first_err, first_rate);
+        plausible("cold boot", cold)?;
         let marker = format!("{name}-next");
         let args = load_args(&run, &marker);
         run.load(Kexec::with(imp, mode.flags()), "-l", &args)?;
@@ -279,10 +332,13 @@ pub fn transition_once(name: &str, imp: Impl, mode: Mode) -> Result<Transition> 
             "the kexec'd kernel announcing itself",
         )?;
         run.assert_no_firmware_reboot()?;
+        let next_err = early_clock_error(&since_mark(&run));
         let next_rate = clock_rate(&mut run)?;
+        let dark = (t1 - t0).as_secs_f64() - corrected(up - next_err, next_rate);
+        plausible("dark time", dark)?;
         Ok(Transition {
             cold,
-            dark: (t1 - t0).as_secs_f64() - corrected(up, next_rate),
+            dark,
             first_rate,
             next_rate,
         })
@@ -344,8 +400,9 @@ pub fn reboot_once(name: &str, flow: Flow, work: &Path) -> Result<(f64, f64, f64
             "only {banners} kernel banner(s): no second kernel booted"
         );
         let total = (t1 - t0).as_secs_f64();
+        let err = early_clock_error(&since_mark(&run));
         let rate = clock_rate(&mut run)?;
-        Ok((total, total - corrected(up, rate), rate))
+        Ok((total, total - corrected(up - err, rate), rate))
     })();
     finish(run, result)
 }
@@ -362,4 +419,34 @@ pub fn boot_for_loads(name: &str) -> Result<(Run, &'static str)> {
 /// Stops the load guest.
 pub fn done_with(run: Run) {
     let _ = finish(run, Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_clock_error_from_the_log() {
+        let log = "[    0.048000] tsc: Detected 701.641 MHz processor\r\n\
+                   [    2.424180] clocksource: Switched to clocksource tsc-early\r\n\
+                   [    2.541132] tsc: Refined TSC clocksource calibration: 2596.098 MHz\r\n\
+                   [    3.000000] clocksource: Switched to clocksource tsc\r\n";
+        let e = early_clock_error(log);
+        assert!((e - 3.0 * (1.0 - 701.641 / 2596.098)).abs() < 1e-9, "{e}");
+        // Right calibration, or no refinement logged: nothing to correct.
+        assert_eq!(early_clock_error("tsc: Detected 2596.0 MHz processor"), 0.0);
+        assert_eq!(early_clock_error(""), 0.0);
+    }
+
+    #[test]
+    fn uptime_and_rate() {
+        assert_eq!(
+            uptime_of("KEXECRS-READY marker=m kernel=k uptime=12.34").unwrap(),
+            12.34
+        );
+        assert!(uptime_of("no uptime").is_err());
+        assert_eq!(corrected(10.0, 1.01), 10.0);
+        assert!((corrected(10.0, 2.0) - 5.0).abs() < 1e-9);
+        assert!(plausible("x", -0.1).is_err() && plausible("x", 0.0).is_ok());
+    }
 }

@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod fuzz;
 pub mod guest;
 pub mod matrix;
+pub mod openrc_flow;
 pub mod qemu;
 pub mod qmp;
 pub mod scenario;

@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use xtask::cpio::Archive;
-use xtask::guest::{ExtraFile, Profile};
-use xtask::scenario::{scenario, BootOpts, Run, KEXEC_DEADLINE};
-
-/// Alpine names its boot files after the kernel flavor, the last `-` part of `uname -r`
-/// (`amd64` for the Debian cloud kernels the guests run): the services pick them by that name.
-const ALPINE_NAMES: &str =
-    "f=$(uname -r | awk -F- '{print $NF}'); ln -sf vmlinuz /boot/vmlinuz-$f; ln -sf initramfs /boot/initramfs-$f";
+use xtask::guest::Profile;
+use xtask::openrc_flow::{
+    add_wiki_scripts, must_contain, reboot_expect_kexec, tail, wiki_flow, ALPINE_NAMES,
+};
+use xtask::scenario::{scenario, BootOpts, Impl, Run, KEXEC_DEADLINE};
 
 /// Where the busybox-built early microcode archive goes, and the file it carries.
 const UCODE_IMG: &str = "/boot/intel-ucode.img";
@@ -29,50 +27,6 @@ fn opts() -> BootOpts {
         profile: Profile::Debian,
         ..BootOpts::default()
     }
-}
-
-fn boot_id(run: &mut Run) -> Result<String> {
-    Ok(run
-        .ok("cat /proc/sys/kernel/random/boot_id")?
-        .trim()
-        .to_string())
-}
-
-/// Sends `cmd` (a reboot) and proves that the next kernel came up through kexec: the ready
-/// line with `marker`, a new boot_id, and no firmware reset. Returns the time from the command
-/// to the new kernel's ready line, and everything the console printed meanwhile (the services'
-/// messages during the shutdown).
-fn reboot_expect_kexec(run: &mut Run, cmd: &str, marker: &str) -> Result<(Duration, String)> {
-    let before = boot_id(run)?;
-    let t = Instant::now();
-    send(run, cmd)?;
-    // The next kernel's first line: the shutdown plus the jump, without its boot.
-    let mut text = run.vm.console.expect(
-        "Linux version",
-        KEXEC_DEADLINE,
-        &format!("the next kernel starting after `{cmd}`"),
-    )?;
-    let started = t.elapsed();
-    let ready = format!("KEXECRS-READY marker={marker} ");
-    text += &run.vm.console.expect(
-        &ready,
-        KEXEC_DEADLINE,
-        &format!("the next kernel after `{cmd}`"),
-    )?;
-    let took = t.elapsed();
-    run.kexec_times.push(took);
-    run.assert_no_firmware_reboot()?;
-    let after = boot_id(run)?;
-    if after == before {
-        bail!("the ready line came, but the boot_id is unchanged ({after}): no reboot happened");
-    }
-    eprintln!(
-        "[{}] `{cmd}` -> next kernel started in {:.1} s, ready in {:.1} s (through kexec)",
-        run.name,
-        started.as_secs_f64(),
-        took.as_secs_f64()
-    );
-    Ok((took, text))
 }
 
 /// Sends a reboot or poweroff command to the console.
@@ -130,84 +84,24 @@ fn wait_powered_off(run: &Run) -> Result<()> {
     }
 }
 
-fn must_contain(text: &str, needle: &str, what: &str) -> Result<()> {
-    if !text.contains(needle) {
-        bail!(
-            "{what}: the console did not show {needle:?}; it showed:\n{}",
-            tail(text, 40)
-        );
-    }
-    Ok(())
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Installs the wiki's services exactly as the page says, with `kexec` in `PATH` being the
-/// given binary, and reboots: the second boot must come through kexec.
-fn wiki(name: &str, kexec_tools: bool) -> Result<()> {
-    let root = xtask::workspace_root();
+/// Installs the wiki's services exactly as the page says and reboots: the second boot must
+/// come through kexec.
+fn wiki(name: &str, imp: Impl) -> Result<()> {
     let mut o = opts();
-    for svc in ["kexec-load", "kexec-exec"] {
-        let p = root.join("vm/wiki").join(svc);
-        let contents = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        // Mode 0644: making them executable is one of the wiki's steps.
-        o.extra_files.push(ExtraFile {
-            path: format!("/root/wiki/{svc}"),
-            contents,
-            mode: 0o644,
-        });
-    }
-    scenario(name, o, |run| {
-        if kexec_tools {
-            // Parity: kexec-tools' binary is the `kexec` the verbatim scripts find.
-            run.ok("ln -sf /usr/sbin/kexec-tools /sbin/kexec")?;
-            let v = run.ok("kexec --version")?;
-            must_contain(&v, "kexec-tools", "kexec in PATH is kexec-tools")?;
-        } else {
-            run.require(xtask::scenario::Impl::Ours)?;
-        }
-        run.ok(ALPINE_NAMES)?;
-        // The wiki's steps, one by one.
-        run.ok("cp /root/wiki/kexec-load /root/wiki/kexec-exec /etc/init.d/")?;
-        run.ok("chmod a+x /etc/init.d/kexec-load")?;
-        run.ok("chmod a+x /etc/init.d/kexec-exec")?;
-        run.ok("rc-update add kexec-load default")?;
-        run.ok("rc-update add kexec-exec shutdown")?;
-        run.ok("rc-service kexec-load start")?;
-        // Not one of the wiki's steps: this guest's (Debian's) OpenRC can cache a dependency
-        // tree without services added within the same second, and `openrc shutdown` then stops
-        // nothing (measured). A person typing the steps is slower than that; a script is not.
-        run.ok("rc-update -u")?;
-        // --reuse-cmdline: the next boot announces the same marker; boot_id tells them apart.
-        let marker = run.guest.marker.clone();
-        let (_, text) = reboot_expect_kexec(run, "reboot", &marker)?;
-        must_contain(
-            &text,
-            "kexec-load: loading kernel for faster reboot",
-            "the wiki's kexec-load ran at shutdown",
-        )?;
-        must_contain(
-            &text,
-            "kexec-exec: Using kexec for faster reboot",
-            "the wiki's kexec-exec ran",
-        )?;
-        Ok(())
-    })
+    add_wiki_scripts(&mut o)?;
+    scenario(name, o, |run| wiki_flow(run, imp))
 }
 
 #[test]
 #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
 fn openrc_wiki_ours() -> Result<()> {
-    wiki("openrc_wiki_ours", false)
+    wiki("openrc_wiki_ours", Impl::Ours)
 }
 
 #[test]
 #[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
 fn openrc_wiki_kexec_tools() -> Result<()> {
-    wiki("openrc_wiki_kexec_tools", true)
+    wiki("openrc_wiki_kexec_tools", Impl::KexecTools)
 }
 
 /// `kexec install-openrc` as a new user runs it, then writes `conf` (if any) and restarts

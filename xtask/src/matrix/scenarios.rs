@@ -62,14 +62,6 @@ pub fn skip_reason(s: Scenario, k: &Kernel) -> Option<String> {
         Scenario::Classic | Scenario::Openrc | Scenario::Cross if c.kexec == Some(false) => {
             Some("CONFIG_KEXEC is not set: no kexec_load".into())
         }
-        Scenario::Openrc if !crate::workspace_root().join("vm/wiki/kexec-load").is_file() => Some(
-            "the Alpine wiki's OpenRC services (vm/wiki/, from the openrc branch) are not in this checkout"
-                .into(),
-        ),
-        Scenario::Openrc => Some(
-            "the OpenRC wiki flow is not yet a harness building block (it lives in xtask/tests/openrc.rs)"
-                .into(),
-        ),
         Scenario::Crash if c.crash_dump == Some(false) => {
             Some("CONFIG_CRASH_DUMP is not set: no capture kernel".into())
         }
@@ -277,9 +269,21 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
             ..
         }
     );
+    let openrc = matches!(
+        job,
+        Job::On {
+            s: Scenario::Openrc,
+            ..
+        }
+    );
     let booted = opts.and_then(|mut opts| {
         if crash_kernel {
             opts.extra_cmdline.push("crashkernel=256M".into());
+        }
+        if openrc {
+            // The wiki's flow as on Alpine: no kexec_file_load, so kexec_load does the work.
+            opts.profile = crate::guest::Profile::AlpineLike;
+            crate::openrc_flow::add_wiki_scripts(&mut opts)?;
         }
         Run::boot_kernel(name, &k.entry, dir, opts)
     });
@@ -311,6 +315,11 @@ pub fn run_job(job: &Job, kernels: &[Kernel], dir: &Path, name: &str) -> Cell {
         Job::On {
             s: Scenario::Crash, ..
         } => crash(&mut run, k),
+        Job::On {
+            s: Scenario::Openrc,
+            ..
+        } => crate::openrc_flow::wiki_flow(&mut run, Impl::Ours)
+            .and_then(|()| expect_release(&mut run, &k.uname)),
         Job::On { s, .. } => Err(anyhow::anyhow!("scenario {} has no runner", s.name())),
         Job::Cross { to, .. } => cross(&mut run, &kernels[*to]),
     };

@@ -86,6 +86,8 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         "vm",
         "--test",
         "openrc",
+        "--test",
+        "matrix",
         "--run-ignored",
         "only",
         "--no-fail-fast",

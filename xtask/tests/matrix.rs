@@ -222,7 +222,7 @@ fn an_alpine_release_from_a_loopback_mirror_is_checked_against_its_snapshot() {
 /// (no kexec_file_load, no crash dump), so the file and crash scenarios are skipped with the
 /// reason and the classic load + exec runs in an alpine-like guest.
 #[test]
-#[ignore = "boots QEMU guests: cargo nextest run -p xtask --test matrix --run-ignored only"]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
 fn an_alpine_release_from_a_loopback_mirror_boots_and_kexecs() {
     let dir = tempfile::tempdir().unwrap();
     let k = xtask::fetch::read_kernels(&xtask::cache::default_root())

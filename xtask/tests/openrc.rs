@@ -84,10 +84,14 @@ fn wait_powered_off(run: &Run) -> Result<()> {
     }
 }
 
-/// Installs the wiki's services exactly as the page says and reboots: the second boot must
-/// come through kexec.
+/// Installs the wiki's services exactly as the page says on an alpine-like guest and reboots:
+/// the second boot must come through kexec.
 fn wiki(name: &str, imp: Impl) -> Result<()> {
-    let mut o = opts();
+    // As on Alpine, whose kernels have no kexec_file_load: the load goes through kexec_load.
+    let mut o = BootOpts {
+        profile: Profile::AlpineLike,
+        ..BootOpts::default()
+    };
     add_wiki_scripts(&mut o)?;
     scenario(name, o, |run| wiki_flow(run, imp))
 }

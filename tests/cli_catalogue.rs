@@ -516,6 +516,35 @@ fn unknown_option() {
     );
 }
 
+/// A file name that is not UTF-8 (Linux file names are bytes). This used
+/// to panic in `main` (`std::env::args()`); found while making the
+/// `cli_parse` fuzz target feed raw bytes, as `main` gets them
+/// (tests/regressions/cli_parse/).
+#[test]
+fn non_utf8_file_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Sandbox::new();
+    let k = s.path("vmlinuz-caf\u{e9}").into_os_string();
+    let k = std::ffi::OsStr::from_bytes(&[k.as_bytes(), b"\xff"].concat()).to_os_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_kexec"))
+        .arg("-l")
+        .arg(&k)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run kexec");
+    let r = finish(&s, o);
+    check(
+        "non_utf8_file_name",
+        &r,
+        Expect {
+            code: 1,
+            names: &["'[TMP]/vmlinuz-caf\u{e9}\u{FFFD}'"],
+            reason: &["is not valid UTF-8"],
+            advice: &["rename the file"],
+        },
+    );
+}
+
 /// `-l -u KERNEL`: in kexec-tools the last action silently wins (this would
 /// only unload); this kexec refuses the combination. Run without privileges
 /// anyway, so that even a regression could never unload a kernel on the

@@ -86,6 +86,8 @@ pub enum Error {
         "the kernel's kernel_alignment {0:#x} is not a power of two: the image header is damaged"
     )]
     BadAlignment(u64),
+    #[error("the kernel is not relocatable and must be loaded at its pref_address {0:#x}, which is not page aligned (kexec_load places segments on page boundaries): the image header is damaged")]
+    UnalignedFixedAddress(u64),
     #[error("the {0} is too large to place in a 64-bit address space")]
     TooLarge(&'static str),
     #[error("the running kernel uses 5-level paging, which stays on across kexec, and this kernel lacks XLF_5LEVEL: boot the running kernel with no5lvl, or load a kernel built with CONFIG_X86_5LEVEL")]

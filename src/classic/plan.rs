@@ -249,6 +249,11 @@ fn check_loadable(hdr: &SetupHeader) -> Result<()> {
 fn place_kernel(hdr: &SetupHeader, free: &mut FreeList, memsz: u64, limit: u64) -> Result<u64> {
     let pref = hdr.pref_address.unwrap_or(MIB).max(MIB);
     if hdr.relocatable_kernel != Some(true) {
+        // kexec_load refuses a segment that does not start on a page
+        // (EADDRNOTAVAIL); say why here instead.
+        if pref % PAGE_SIZE != 0 {
+            return Err(Error::UnalignedFixedAddress(pref));
+        }
         let r = Range::new(pref, pref.saturating_add(memsz));
         if r.end <= limit && free.take_exact(r) {
             return Ok(pref);

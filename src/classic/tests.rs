@@ -448,6 +448,20 @@ fn five_level_paging_needs_a_kernel_that_supports_it() {
     assert!(plan(&req(&k4, None, b""), &m).is_ok());
 }
 
+/// Found by the `classic_plan` fuzz target: a fixed kernel whose
+/// pref_address is not page aligned got a segment kexec_load would refuse.
+#[test]
+fn fixed_kernels_at_an_unaligned_pref_address_are_refused() {
+    let k = Kernel {
+        relocatable: false,
+        pref: 0x60_0002,
+        ..Kernel::default()
+    }
+    .image();
+    let e = plan(&req(&k, None, b""), &qemu_machine()).unwrap_err();
+    assert!(matches!(e, Error::UnalignedFixedAddress(0x60_0002)), "{e}");
+}
+
 #[test]
 fn fixed_kernels_go_to_pref_address_or_fail() {
     let k = Kernel {

@@ -60,9 +60,24 @@ pub enum Command {
     Version,
     PrintCrashSize,
     Kexec(Box<Invocation>),
-    Info { images: Vec<PathBuf>, json: bool },
-    Check { crash: bool, json: bool },
-    Status { json: bool },
+    Info {
+        images: Vec<PathBuf>,
+        json: bool,
+    },
+    Check {
+        crash: bool,
+        json: bool,
+    },
+    Status {
+        json: bool,
+    },
+    /// `kexec install-openrc [--root DIR] [--no-rc-update]`.
+    InstallOpenrc {
+        root: PathBuf,
+        rc_update: bool,
+    },
+    /// `kexec reboot`: an armed reboot through the OpenRC services.
+    Reboot,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,6 +98,8 @@ pub enum UsageError {
     ExtraArgument(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("argument '{0}' is not valid UTF-8 (bad bytes shown as U+FFFD); kexec takes UTF-8 options and file names: rename the file, or point a symlink with a UTF-8 name at it")]
+    NotUtf8(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +258,21 @@ impl Invocation {
     }
 }
 
+/// Parses the arguments as the OS hands them over (bytes on Linux, where a
+/// file name need not be UTF-8): one that is not UTF-8 is a usage error
+/// naming it, where `std::env::args()` would panic.
+pub fn parse_os<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Command, UsageError> {
+    let mut utf8 = Vec::with_capacity(args.len());
+    for a in args {
+        let a = a.as_ref();
+        let s = a
+            .to_str()
+            .ok_or_else(|| UsageError::NotUtf8(a.to_string_lossy().into_owned()))?;
+        utf8.push(s);
+    }
+    parse(&utf8)
+}
+
 /// Parses `args` (without the program name).
 pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
@@ -248,6 +280,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         Some("info") => return parse_info(&args[1..]),
         Some("check") => return parse_check(&args[1..]),
         Some("status") => return parse_status(&args[1..]),
+        Some("install-openrc") => return parse_install_openrc(&args[1..]),
+        Some("reboot") => return parse_reboot(&args[1..]),
         _ => {}
     }
     let mut inv = Invocation::initial();
@@ -467,6 +501,36 @@ fn parse_status(args: &[&str]) -> Result<Command, UsageError> {
     Ok(Command::Status { json })
 }
 
+fn parse_install_openrc(args: &[&str]) -> Result<Command, UsageError> {
+    let (mut root, mut rc_update) = (PathBuf::from("/"), true);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i] {
+            "--no-rc-update" => rc_update = false,
+            "--root" => {
+                i += 1;
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| UsageError::MissingValue("--root".into()))?;
+                root = PathBuf::from(v);
+            }
+            a if a.starts_with("--root=") => root = PathBuf::from(&a["--root=".len()..]),
+            "-h" | "--help" => return Ok(Command::Help),
+            o => return Err(UsageError::Unknown(o.to_string())),
+        }
+        i += 1;
+    }
+    Ok(Command::InstallOpenrc { root, rc_update })
+}
+
+fn parse_reboot(args: &[&str]) -> Result<Command, UsageError> {
+    match args.first() {
+        None => Ok(Command::Reboot),
+        Some(&("-h" | "--help")) => Ok(Command::Help),
+        Some(o) => Err(UsageError::Unknown(o.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +579,19 @@ mod tests {
         assert!(fl.do_load && !fl.do_exec && fl.force_given);
         let lf = inv(&["-l", "-f", "k"]);
         assert!(lf.do_exec);
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_a_usage_error_naming_them() {
+        use std::os::unix::ffi::OsStrExt;
+        let args = [
+            std::ffi::OsStr::from_bytes(b"-l"),
+            std::ffi::OsStr::from_bytes(b"/boot/vmlinuz-\xff"),
+        ];
+        let err = parse_os(&args).unwrap_err();
+        assert_eq!(err, UsageError::NotUtf8("/boot/vmlinuz-\u{FFFD}".into()));
+        assert!(err.to_string().contains("rename the file"), "{err}");
+        assert!(matches!(parse_os(&["-l", "k"]), Ok(Command::Kexec(_))));
     }
 
     #[test]
@@ -691,5 +768,35 @@ mod tests {
         );
         // A subcommand word elsewhere is a file name, as in kexec-tools.
         assert_eq!(inv(&["-l", "status"]).kernel, Some(PathBuf::from("status")));
+    }
+
+    #[test]
+    fn openrc_subcommands() {
+        assert_eq!(
+            parse(&["install-openrc"]).unwrap(),
+            Command::InstallOpenrc {
+                root: PathBuf::from("/"),
+                rc_update: true
+            }
+        );
+        assert_eq!(
+            parse(&["install-openrc", "--root", "/mnt", "--no-rc-update"]).unwrap(),
+            Command::InstallOpenrc {
+                root: PathBuf::from("/mnt"),
+                rc_update: false
+            }
+        );
+        assert_eq!(
+            parse(&["install-openrc", "--root=/x"]).unwrap(),
+            Command::InstallOpenrc {
+                root: PathBuf::from("/x"),
+                rc_update: true
+            }
+        );
+        assert!(parse(&["install-openrc", "--root"]).is_err());
+        assert!(parse(&["install-openrc", "--bogus"]).is_err());
+        assert_eq!(parse(&["reboot"]).unwrap(), Command::Reboot);
+        assert!(parse(&["reboot", "now"]).is_err());
+        assert_eq!(inv(&["-l", "reboot"]).kernel, Some(PathBuf::from("reboot")));
     }
 }

@@ -29,13 +29,6 @@ const UNIT_TIMEOUT_SECS: u64 = 30;
 /// libFuzzer's memory limit; the targets cap decompression far below it.
 const RSS_LIMIT_MB: u64 = 2048;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ lives in the workspace")
-        .to_path_buf()
-}
-
 /// Runs `cmd` to completion with inherited output; fails naming the command.
 fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
@@ -103,19 +96,23 @@ fn list_targets(root: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Seed directories for `target`: the fixtures, the target's committed seeds
-/// (`fuzz/seeds/<target>`, for targets whose input is not a file format) and
-/// the regression inputs of past crashes (`tests/regressions/<target>`).
+/// Seed directories for `target`: its committed seeds (`fuzz/seeds/<target>`),
+/// the regression inputs of past crashes (`tests/regressions/<target>`) and,
+/// for targets that read files, the image fixtures (`fixtures/`).
 fn seed_dirs(root: &Path, target: &str) -> Vec<PathBuf> {
-    [
-        root.join("fixtures"),
+    let mut dirs = vec![
         root.join("fuzz/seeds").join(target),
         root.join("tests/regressions").join(target),
-    ]
-    .into_iter()
-    .filter(|d| d.is_dir())
-    .collect()
+    ];
+    if !TEXT_TARGETS.contains(&target) {
+        dirs.push(root.join("fixtures"));
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
+
+/// Targets whose input is text or arguments, not a file format: the image
+/// fixtures would only make libFuzzer try 8 KiB inputs on them.
+const TEXT_TARGETS: &[&str] = &["cmdline", "cli_parse", "alpine_releases", "alpine_apkindex"];
 
 /// What one target's run gave.
 struct Outcome {
@@ -150,7 +147,24 @@ fn parse_log(log: &str) -> (u64, Option<String>) {
     (executions.unwrap_or(last_status), artifact)
 }
 
-fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
+/// The host's target triple: cargo fuzz builds for it, into
+/// `fuzz/target/<triple>/release/`.
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc")
+        .args(["+nightly", "-vV"])
+        .output()
+        .context("running rustc +nightly -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_string())
+        .context("rustc -vV printed no host line")
+}
+
+/// Runs the binary `cargo fuzz build` made, not `cargo fuzz run`: that would
+/// rebuild from whatever the sources are by then, so one run could mix
+/// binaries of different commits.
+fn run_target(root: &Path, binaries: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     let corpus = root.join("fuzz/corpus").join(target);
     fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
     let logs = root.join("fuzz/logs");
@@ -158,19 +172,23 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     let log_path = logs.join(format!("{target}.log"));
     let log_file =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let mut cmd = cargo_fuzz(root);
-    cmd.args(["run", target]).arg(&corpus);
-    cmd.args(seed_dirs(root, target));
-    cmd.arg("--")
+    let artifacts = root.join("fuzz/artifacts").join(target);
+    fs::create_dir_all(&artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
+    let mut cmd = Command::new(binaries.join(target));
+    // As cargo fuzz runs them.
+    cmd.env("ASAN_OPTIONS", "detect_odr_violation=0")
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-timeout={UNIT_TIMEOUT_SECS}"))
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
-        .arg("-print_final_stats=1");
+        .arg("-print_final_stats=1")
+        .arg(&corpus)
+        .args(seed_dirs(root, target));
     let status = cmd
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
         .status()
-        .with_context(|| format!("running cargo fuzz run {target}"))?;
+        .with_context(|| format!("running {}", binaries.join(target).display()))?;
     let text = fs::read_to_string(&log_path).unwrap_or_default();
     let (executions, artifact) = parse_log(&text);
     Ok(Outcome {
@@ -183,7 +201,7 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Outcome> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let root = workspace();
+    let root = crate::workspace_root();
     ensure_tools()?;
     let all = list_targets(&root)?;
     let targets = if args.targets.is_empty() {
@@ -212,12 +230,16 @@ pub fn run(args: Args) -> Result<()> {
         build.arg(&targets[0]);
     }
     status(&mut build).context("building the fuzz targets")?;
+    let binaries = root
+        .join("fuzz/target")
+        .join(host_triple()?)
+        .join("release");
 
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for t in &targets {
         eprintln!("fuzz: running {t} for {} s", args.seconds);
-        let o = run_target(&root, t, args.seconds)?;
+        let o = run_target(&root, &binaries, t, args.seconds)?;
         let verdict = if o.crashed {
             format!(
                 "CRASHED: {} (log {})",

@@ -275,16 +275,7 @@ fn prepare(cache: &Cache) -> Result<()> {
         });
     if !have {
         eprintln!("matrix: fetching the Debian guest userland (the cache has none)");
-        let fa = crate::fetch::FetchArgs {
-            source: Source::Debian,
-            release: vec![],
-            flavor: vec![],
-            arch: vec!["x86_64".into()],
-            mirror: None,
-            kernel: None,
-            initrd: None,
-            probe_timeout: 4,
-        };
+        let fa = crate::fetch::FetchArgs::debian_x86_64();
         crate::fetch::run(cache, &fa)?;
     }
     let bins = crate::guest::build_binaries()?;

@@ -13,7 +13,6 @@ use super::rows::Flow;
 use crate::cpio::Archive;
 use crate::guest::paths;
 
-
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

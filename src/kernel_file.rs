@@ -168,9 +168,15 @@ impl KernelFile {
             }
             _ => Cow::Borrowed(&bytes[..]),
         };
+        // The kernel is usually the file itself: keep that one buffer (moved, not cloned: a
+        // 14 MB copy costs a page fault per page, which TCG and small machines feel).
+        let kernel = match kernel {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(k) => Some(k),
+        };
         let (file, kernel) = match kernel {
-            Cow::Borrowed(_) => (file, bytes.clone()),
-            Cow::Owned(k) => {
+            None => (file, bytes),
+            Some(k) => {
                 let staged = crate::initrd::sealed_memfd("kexec-kernel", &k).map_err(|source| {
                     Error::Stage {
                         path: path.to_owned(),

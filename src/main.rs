@@ -71,6 +71,30 @@ fn dispatch(command: Command) -> u8 {
             }
             0
         }
+        Command::InstallOpenrc { root, rc_update } => {
+            let opts = cli::openrc::InstallOptions { root, rc_update };
+            match cli::openrc::install(&opts, &mut run_command) {
+                Ok(steps) => {
+                    for s in steps {
+                        println!("kexec: {s}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("kexec: {e}");
+                    cli::EXIT_USAGE
+                }
+            }
+        }
+        Command::Reboot => {
+            match cli::openrc::arm_and_reboot(std::path::Path::new("/"), &mut run_command) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("kexec: {e}");
+                    cli::EXIT_USAGE
+                }
+            }
+        }
         Command::Kexec(inv) => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -97,6 +121,11 @@ fn dispatch(command: Command) -> u8 {
             }
         }
     }
+}
+
+/// Runs an external command for `install-openrc`/`reboot`, its output captured.
+fn run_command(program: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
+    std::process::Command::new(program).args(args).output()
 }
 
 /// `kexec info`: the image library's report per file; exit 1 if any failed.

@@ -1,10 +1,11 @@
 //! The `kexec` command line: kexec-tools' grammar and exit codes, plus the
-//! `info`, `check` and `status` subcommands. Parsing ([`parse`]) and running
+//! `info`, `check`, `status`, `install-openrc` and `reboot` subcommands. Parsing ([`parse`]) and running
 //! ([`run`]) are library code so they are tested over the fake syscall layer;
 //! `main.rs` only wires them to the real system and prints.
 
 pub mod flavor;
 mod load;
+pub mod openrc;
 pub mod parse;
 pub mod run;
 
@@ -27,6 +28,8 @@ Usage: kexec [OPTION]... [KERNEL]
        kexec info IMAGE... [--json]
        kexec check [-p] [--json]
        kexec status [--json]
+       kexec install-openrc [--root DIR] [--no-rc-update]
+       kexec reboot
 Directly reboot into a new kernel (drop-in for kexec-tools' kexec).
 
  -h, --help                Print this help.
@@ -59,6 +62,11 @@ Directly reboot into a new kernel (drop-in for kexec-tools' kexec).
      --flavor=auto|NAME    Alpine: /boot/vmlinuz-NAME, /boot/*-ucode.img and
                            /boot/initramfs-NAME; auto takes NAME from uname -r.
      --print-ckr-size      Print the crash kernel reservation size in bytes.
+
+`install-openrc` installs the OpenRC services (/etc/init.d/kexec-load,
+kexec-exec, /etc/conf.d/kexec) and adds them to their runlevels. `reboot`
+reboots through them with kexec (under busybox init a plain reboot or
+poweroff does not kexec unless KEXEC_ON=always); see docs/openrc.md.
 
 Plain `kexec KERNEL` loads KERNEL then runs `shutdown -r now`.
 Each load is recorded in /run/kexec/{loaded,crash}.json ($KEXEC_STATUS_DIR

@@ -60,9 +60,24 @@ pub enum Command {
     Version,
     PrintCrashSize,
     Kexec(Box<Invocation>),
-    Info { images: Vec<PathBuf>, json: bool },
-    Check { crash: bool, json: bool },
-    Status { json: bool },
+    Info {
+        images: Vec<PathBuf>,
+        json: bool,
+    },
+    Check {
+        crash: bool,
+        json: bool,
+    },
+    Status {
+        json: bool,
+    },
+    /// `kexec install-openrc [--root DIR] [--no-rc-update]`.
+    InstallOpenrc {
+        root: PathBuf,
+        rc_update: bool,
+    },
+    /// `kexec reboot`: an armed reboot through the OpenRC services.
+    Reboot,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -265,6 +280,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         Some("info") => return parse_info(&args[1..]),
         Some("check") => return parse_check(&args[1..]),
         Some("status") => return parse_status(&args[1..]),
+        Some("install-openrc") => return parse_install_openrc(&args[1..]),
+        Some("reboot") => return parse_reboot(&args[1..]),
         _ => {}
     }
     let mut inv = Invocation::initial();
@@ -482,6 +499,36 @@ fn parse_status(args: &[&str]) -> Result<Command, UsageError> {
         }
     }
     Ok(Command::Status { json })
+}
+
+fn parse_install_openrc(args: &[&str]) -> Result<Command, UsageError> {
+    let (mut root, mut rc_update) = (PathBuf::from("/"), true);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i] {
+            "--no-rc-update" => rc_update = false,
+            "--root" => {
+                i += 1;
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| UsageError::MissingValue("--root".into()))?;
+                root = PathBuf::from(v);
+            }
+            a if a.starts_with("--root=") => root = PathBuf::from(&a["--root=".len()..]),
+            "-h" | "--help" => return Ok(Command::Help),
+            o => return Err(UsageError::Unknown(o.to_string())),
+        }
+        i += 1;
+    }
+    Ok(Command::InstallOpenrc { root, rc_update })
+}
+
+fn parse_reboot(args: &[&str]) -> Result<Command, UsageError> {
+    match args.first() {
+        None => Ok(Command::Reboot),
+        Some(&("-h" | "--help")) => Ok(Command::Help),
+        Some(o) => Err(UsageError::Unknown(o.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -721,5 +768,35 @@ mod tests {
         );
         // A subcommand word elsewhere is a file name, as in kexec-tools.
         assert_eq!(inv(&["-l", "status"]).kernel, Some(PathBuf::from("status")));
+    }
+
+    #[test]
+    fn openrc_subcommands() {
+        assert_eq!(
+            parse(&["install-openrc"]).unwrap(),
+            Command::InstallOpenrc {
+                root: PathBuf::from("/"),
+                rc_update: true
+            }
+        );
+        assert_eq!(
+            parse(&["install-openrc", "--root", "/mnt", "--no-rc-update"]).unwrap(),
+            Command::InstallOpenrc {
+                root: PathBuf::from("/mnt"),
+                rc_update: false
+            }
+        );
+        assert_eq!(
+            parse(&["install-openrc", "--root=/x"]).unwrap(),
+            Command::InstallOpenrc {
+                root: PathBuf::from("/x"),
+                rc_update: true
+            }
+        );
+        assert!(parse(&["install-openrc", "--root"]).is_err());
+        assert!(parse(&["install-openrc", "--bogus"]).is_err());
+        assert_eq!(parse(&["reboot"]).unwrap(), Command::Reboot);
+        assert!(parse(&["reboot", "now"]).is_err());
+        assert_eq!(inv(&["-l", "reboot"]).kernel, Some(PathBuf::from("reboot")));
     }
 }

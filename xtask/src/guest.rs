@@ -162,10 +162,13 @@ pub struct Userland {
 
 impl Userland {
     pub fn from_manifest(entries: &[UserlandEntry]) -> Result<Self> {
+        // The guest userland is built from Debian's packages (glibc, `ldd`): after an Alpine
+        // fetch the manifest also lists Alpine's (musl) packages for the same roles.
         let find = |role: &str| {
             entries
                 .iter()
-                .find(|e| e.role == role && e.arch == "x86_64")
+                .filter(|e| e.role == role && e.arch == "x86_64")
+                .min_by_key(|e| e.source != "debian")
                 .with_context(|| format!("the userland manifest has no `{role}` role; run `cargo xtask fetch --source debian`"))
         };
         Ok(Userland {
@@ -178,7 +181,9 @@ impl Userland {
             kexec_tools: find("kexec-tools")?.path.clone(),
             libs: entries
                 .iter()
-                .filter(|e| e.role.starts_with("lib:") && e.arch == "x86_64")
+                .filter(|e| {
+                    e.role.starts_with("lib:") && e.arch == "x86_64" && e.source == "debian"
+                })
                 .map(|e| e.root.clone())
                 .collect(),
         })

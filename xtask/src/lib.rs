@@ -3,7 +3,8 @@
 //!
 //! One module per task: [`fetch`] fills the [`cache`]; [`guest`] turns cached packages into a
 //! bootable initramfs ([`cpio`]); [`qemu`] boots it and [`console`] + [`qmp`] drive and observe
-//! it; [`vm_test`] runs the scenario suite through cargo-nextest; [`tools`] checks the host.
+//! it; [`vm_test`] runs the scenario suite through cargo-nextest; [`matrix`] runs the core
+//! scenarios over many kernels; [`tools`] checks the host.
 
 pub mod bench;
 pub mod cache;
@@ -13,6 +14,8 @@ pub mod fetch;
 pub mod fixtures;
 pub mod fuzz;
 pub mod guest;
+pub mod matrix;
+pub mod openrc_flow;
 pub mod qemu;
 pub mod qmp;
 pub mod scenario;

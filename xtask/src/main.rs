@@ -15,6 +15,8 @@ enum Task {
     Fetch(xtask::fetch::FetchArgs),
     /// Build the guests and run the QEMU scenario suite through cargo-nextest.
     VmTest(xtask::vm_test::VmTestArgs),
+    /// Test kernels (Debian series, Alpine releases, your own): header, config, kexec scenarios.
+    Matrix(xtask::matrix::MatrixArgs),
     /// Check (and with --install, install) the host tools the VM tests need.
     Tools {
         /// Install what is missing with apt-get.
@@ -47,6 +49,7 @@ fn main() {
                 )
             }),
         Task::VmTest(args) => xtask::vm_test::run(&args),
+        Task::Matrix(args) => xtask::matrix::main(&args),
         Task::Tools { install } => {
             xtask::tools::ensure(install).map(|_| eprintln!("tools: all present"))
         }

@@ -8,7 +8,7 @@
 //! its serial log and QMP transcript paths printed, when it fails (or always with
 //! `KEXEC_RS_KEEP=1`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -164,14 +164,20 @@ impl Run {
     /// Builds the guest for this scenario and boots it; returns once its console is ready.
     pub fn boot(name: &str, opts: BootOpts) -> Result<Run> {
         let dir = crate::workspace_root().join("target/vm-tests").join(name);
+        Run::boot_kernel(name, &kernel()?, &dir, opts)
+    }
+
+    /// Like [`Run::boot`], on a kernel chosen by the caller and in a run directory of its own
+    /// (`cargo xtask matrix` boots many kernels, not the one `KEXEC_RS_VM_KERNEL` names).
+    pub fn boot_kernel(name: &str, k: &KernelEntry, dir: &Path, opts: BootOpts) -> Result<Run> {
+        let dir = dir.to_path_buf();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let k = kernel()?;
         let user = guest::Userland::from_manifest(&crate::fetch::read_userland(
             &crate::cache::default_root(),
         )?)?;
         let bins = guest::build_binaries()?;
-        let built = guest::build_initramfs(&k, &user, &bins, &opts.extra_files, &dir)?;
+        let built = guest::build_initramfs(k, &user, &bins, &opts.extra_files, &dir)?;
         if !opts.layers.is_empty() {
             let mut bytes = std::fs::read(&built.initrd)?;
             for l in &opts.layers {

@@ -51,16 +51,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
             bail!("the cache at {} lacks the Debian kernels or userland; run `cargo xtask fetch --source debian`", cache.root().display());
         }
         eprintln!("vm-test: fetching (the cache lacks the Debian kernels or userland)");
-        let fa = crate::fetch::FetchArgs {
-            source: crate::fetch::Source::Debian,
-            release: vec![],
-            flavor: vec![],
-            arch: vec!["x86_64".into()],
-            mirror: None,
-            kernel: None,
-            initrd: None,
-            probe_timeout: 4,
-        };
+        let fa = crate::fetch::FetchArgs::debian_x86_64();
         crate::fetch::run(&cache, &fa)?;
     }
     let bins = crate::guest::build_binaries()?;
@@ -84,6 +75,10 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         "xtask",
         "--test",
         "vm",
+        "--test",
+        "openrc",
+        "--test",
+        "matrix",
         "--run-ignored",
         "only",
         "--no-fail-fast",

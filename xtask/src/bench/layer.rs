@@ -2,9 +2,8 @@
 //! are installed and enabled, and which `kexec` they call.
 //!
 //! A layer is a newc archive appended to the guest's initramfs (later files win). The project's
-//! services come from `openrc/`; the Alpine wiki's from `vm/wiki/` when that directory exists,
-//! else from the copy below (the wiki's text, re-flowed into lines, otherwise unchanged), so the
-//! row can run before that directory lands.
+//! services come from `openrc/`; the Alpine wiki's from `vm/wiki/` (restored verbatim, shared
+//! with the OpenRC scenarios).
 
 use std::path::{Path, PathBuf};
 
@@ -13,58 +12,6 @@ use anyhow::{Context, Result};
 use super::rows::Flow;
 use crate::cpio::Archive;
 use crate::guest::paths;
-
-/// The Alpine wiki's `/etc/init.d/kexec-load` (Revision of 2 January 2024).
-const WIKI_LOAD: &str = r#"#!/sbin/openrc-run
-
-description="kexec for faster reboot"
-
-# Define defaults
-: "${BOOTPART:=/boot}"
-: "${KERNEL:=vmlinuz-$(uname -r | awk -F \- '{print $NF }')}"
-: "${INITRD:=initramfs-$(uname -r | awk -F \- '{print $NF}')}"
-
-depend() {
-	need localmount
-}
-
-start() {
-	:
-}
-
-stop() {
-	if ! yesno ${RC_GOINGDOWN}; then
-		einfo "kexec-load: Not rebooting or powering off; not loading kernel"
-		exit
-	fi
-	ebegin "kexec-load: loading kernel for faster reboot"
-	kexec -l "${BOOTPART}/${KERNEL}" \
-		--initrd "${BOOTPART}/${INITRD}" \
-		--reuse-cmdline
-	ewend $? Failed.
-}
-"#;
-
-/// The Alpine wiki's `/etc/init.d/kexec-exec`.
-const WIKI_EXEC: &str = r#"#! /sbin/openrc-run
-
-description="kexec for faster reboot"
-
-depend() {
-	after killprocs savecache mount-ro
-}
-
-start() {
-	ebegin "kexec-exec: Using kexec for faster reboot"
-	kexec -e
-	ewend $? "kexec-exec No kernel loaded."
-	return 0
-}
-"#;
-
-/// A stand-in for OpenRC's `localmount` (Debian's openrc package has none; both flows `need`
-/// it). The guest's root is the initramfs: there is nothing to mount.
-const LOCALMOUNT: &str = "#!/sbin/openrc-run\ndescription=\"local filesystems (the initramfs root: nothing to mount)\"\nstart() {\n\treturn 0\n}\n";
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
@@ -85,9 +32,6 @@ fn service(a: &mut Archive, name: &str, script: Vec<u8>, runlevel: &str) -> Resu
 pub fn build(flow: Flow, dir: &Path) -> Result<Option<PathBuf>> {
     let root = crate::workspace_root();
     let mut a = Archive::new();
-    if !root.join("vm/rootfs/etc/init.d/localmount").exists() {
-        a.file("etc/init.d/localmount", LOCALMOUNT, 0o755)?;
-    }
     // Both flows load the guest's own kernel and initramfs, with the running command line.
     let files = format!(
         "BOOTPART=/boot\nKERNEL={}\nINITRD={}\n",
@@ -97,14 +41,10 @@ pub fn build(flow: Flow, dir: &Path) -> Result<Option<PathBuf>> {
     match flow {
         Flow::Wiki => {
             let wiki = root.join("vm/wiki");
-            let (load, exec) = if wiki.join("kexec-load").is_file() {
-                (
-                    read(&wiki.join("kexec-load"))?,
-                    read(&wiki.join("kexec-exec"))?,
-                )
-            } else {
-                (WIKI_LOAD.into(), WIKI_EXEC.into())
-            };
+            let (load, exec) = (
+                read(&wiki.join("kexec-load"))?,
+                read(&wiki.join("kexec-exec"))?,
+            );
             service(&mut a, "kexec-load", load, "default")?;
             service(&mut a, "kexec-exec", exec, "shutdown")?;
             // The wiki edits these variables in the script; conf.d is OpenRC's place for them.

@@ -67,6 +67,16 @@ impl Progress {
     }
 }
 
+/// The first line of `/proc/pressure/cpu` (empty where the kernel has no PSI).
+fn cpu_pressure() -> String {
+    std::fs::read_to_string("/proc/pressure/cpu")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 fn machine() -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     Machine {
@@ -80,6 +90,8 @@ fn machine() -> Machine {
         accel: String::new(),
         loadavg_start: read("/proc/loadavg").trim().to_string(),
         loadavg_end: String::new(),
+        cpu_pressure_start: cpu_pressure(),
+        cpu_pressure_end: String::new(),
     }
 }
 
@@ -255,7 +267,9 @@ pub fn run(args: &Args) -> Result<()> {
                     "bench:         {} outside the next kernel: {outside:.3} s",
                     m.row.id
                 );
-                m.outside.push(*outside);
+                if outside.is_finite() {
+                    m.outside.push(*outside);
+                }
                 m.clock_rates.push(*rate);
             }
             p.sample(m, rep, reboot_reps, r.map(|(total, _, _)| total));
@@ -266,11 +280,12 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or_default()
         .trim()
         .to_string();
+    report.machine.cpu_pressure_end = cpu_pressure();
     report.rows = report::rows(&measured);
     let table = report::table(&report, &measured);
     let json = report::write_json(&report, &crate::workspace_root().join("target/bench"))?;
     println!(
-        "kexec-rs benchmark {} ({} CPUs, {}, accel {}; guest kernel {}; clock {}; {} rep(s), {} for reboots; load average {} -> {})\n",
+        "kexec-rs benchmark {} ({} CPUs, {}, accel {}; guest kernel {}; clock {}; {} rep(s), {} for reboots; load average {} -> {}; CPU pressure {} -> {})\n",
         report.date,
         report.machine.cpus,
         report.machine.cpu,
@@ -280,7 +295,9 @@ pub fn run(args: &Args) -> Result<()> {
         reps,
         reboot_reps,
         report.machine.loadavg_start,
-        report.machine.loadavg_end
+        report.machine.loadavg_end,
+        report.machine.cpu_pressure_start,
+        report.machine.cpu_pressure_end
     );
     println!("{table}");
     eprintln!(

@@ -57,6 +57,9 @@ pub struct Machine {
     pub accel: String,
     pub loadavg_start: String,
     pub loadavg_end: String,
+    /// `/proc/pressure/cpu` (share of time runnable tasks waited for a CPU) at start and end.
+    pub cpu_pressure_start: String,
+    pub cpu_pressure_end: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -125,15 +125,27 @@ fn versions(names: &[&str], deb_arch: &str) -> Vec<(String, String)> {
 
 /// The newest (package, version) whose name matches apt's `pattern`.
 fn newest(pattern: &str, deb_arch: &str) -> Result<(String, String)> {
+    newest_n(pattern, deb_arch, 1)?
+        .pop()
+        .with_context(|| format!("apt knows no package matching {pattern} for {deb_arch}; check /etc/apt/sources.list and run `apt-get update`"))
+}
+
+/// The `n` newest packages of a series (names matching apt's `pattern`, e.g.
+/// `^linux-image-6\.1\.0-[0-9]+-cloud-amd64$`), newest first, as (package, version): each
+/// ABI of a Debian kernel is a package of its own, so "the two newest 6.1 kernels" are two
+/// package names.
+pub fn newest_n(pattern: &str, deb_arch: &str, n: usize) -> Result<Vec<(String, String)>> {
     let names = apt_cache(&["search", "--names-only", pattern])?;
     let names: Vec<&str> = names
         .lines()
         .filter_map(|l| l.split(" - ").next().map(str::trim))
         .collect();
-    versions(&names, deb_arch)
-        .into_iter()
-        .max_by(|a, b| debver::compare(&a.1, &b.1))
-        .with_context(|| format!("apt knows no package matching {pattern} for {deb_arch}; check /etc/apt/sources.list and run `apt-get update`"))
+    Ok(debver::newest_n(&versions(&names, deb_arch), n))
+}
+
+/// Makes sure apt's package lists are there (runs `apt-get update` when they are not).
+pub fn ensure_lists() -> Result<()> {
+    ensure_apt(false)
 }
 
 /// The library packages `package` needs, recursively (first alternative of each dependency;
@@ -270,28 +282,14 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
     let mut out = Fetched::default();
     for k in specs {
         let (package, package_version) = newest(k.pattern, k.deb_arch)?;
-        let tree = get(cache, &package, k.deb_arch, &package_version)?;
-        let version = package.trim_start_matches("linux-image-").to_string();
-        let boot = tree.join("boot");
-        let entry = KernelEntry {
-            name: k.name.to_string(),
-            source: "debian".into(),
-            arch: k.arch.into(),
-            kernel: existing(boot.join(format!("vmlinuz-{version}")))?,
-            config: existing(boot.join(format!("config-{version}")))?,
-            system_map: existing(boot.join(format!("System.map-{version}")))?,
-            version,
-            package,
-            package_version,
-        };
-        eprintln!(
-            "fetch: kernel {} = {} {} -> {}",
-            entry.name,
-            entry.package,
-            entry.package_version,
-            entry.kernel.display()
-        );
-        out.kernels.push(entry);
+        out.kernels.push(kernel(
+            cache,
+            k.name,
+            k.arch,
+            k.deb_arch,
+            &package,
+            &package_version,
+        )?);
     }
     let names: Vec<&str> = USERLAND.iter().map(|u| u.1).collect();
     let known = versions(&names, "amd64");
@@ -336,6 +334,40 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
         });
     }
     Ok(out)
+}
+
+/// Downloads (or finds in the cache) the kernel package `package` at `package_version` and
+/// describes it as a manifest entry named `name`.
+pub fn kernel(
+    cache: &Cache,
+    name: &str,
+    arch: &str,
+    deb_arch: &str,
+    package: &str,
+    package_version: &str,
+) -> Result<KernelEntry> {
+    let tree = get(cache, package, deb_arch, package_version)?;
+    let version = package.trim_start_matches("linux-image-").to_string();
+    let boot = tree.join("boot");
+    let entry = KernelEntry {
+        name: name.to_string(),
+        source: "debian".into(),
+        arch: arch.into(),
+        kernel: existing(boot.join(format!("vmlinuz-{version}")))?,
+        config: existing(boot.join(format!("config-{version}")))?,
+        system_map: existing(boot.join(format!("System.map-{version}")))?,
+        version,
+        package: package.to_string(),
+        package_version: package_version.to_string(),
+    };
+    eprintln!(
+        "fetch: kernel {} = {} {} -> {}",
+        entry.name,
+        entry.package,
+        entry.package_version,
+        entry.kernel.display()
+    );
+    Ok(entry)
 }
 
 fn existing(p: PathBuf) -> Result<PathBuf> {

@@ -80,9 +80,48 @@ pub fn compare(a: &str, b: &str) -> Ordering {
         .then_with(|| cmp_part(ra, rb))
 }
 
+/// The `n` newest distinct packages of a series, newest first: `candidates` are (package,
+/// version) pairs as apt lists them (a package may appear once per suite that carries it);
+/// each package counts once, at its newest version.
+pub fn newest_n(candidates: &[(String, String)], n: usize) -> Vec<(String, String)> {
+    let mut best: Vec<(String, String)> = Vec::new();
+    for (p, v) in candidates {
+        match best.iter_mut().find(|(bp, _)| bp == p) {
+            Some(b) if compare(v, &b.1).is_gt() => b.1 = v.clone(),
+            Some(_) => {}
+            None => best.push((p.clone(), v.clone())),
+        }
+    }
+    best.sort_by(|a, b| compare(&b.1, &a.1).then_with(|| a.0.cmp(&b.0)));
+    best.truncate(n);
+    best
+}
+
 #[cfg(test)]
 mod tests {
-    use super::compare;
+    use super::{compare, newest_n};
+
+    #[test]
+    fn newest_n_counts_each_package_once_at_its_newest_version() {
+        let c = |p: &str, v: &str| (p.to_string(), v.to_string());
+        let apt = [
+            c("linux-image-6.1.0-55-cloud-amd64", "6.1.158-1"),
+            c("linux-image-6.1.0-56-cloud-amd64", "6.1.192-1"),
+            c("linux-image-6.1.0-56-cloud-amd64", "6.1.192-2"),
+            c("linux-image-6.1.0-9-cloud-amd64", "6.1.27-1"),
+            c("linux-image-6.1.0-54-cloud-amd64", "6.1.150-1"),
+        ];
+        assert_eq!(
+            newest_n(&apt, 2),
+            vec![
+                c("linux-image-6.1.0-56-cloud-amd64", "6.1.192-2"),
+                c("linux-image-6.1.0-55-cloud-amd64", "6.1.158-1"),
+            ]
+        );
+        assert_eq!(newest_n(&apt, 10).len(), 4);
+        assert_eq!(newest_n(&apt, 10)[3].1, "6.1.27-1");
+        assert!(newest_n(&[], 3).is_empty());
+    }
     use std::cmp::Ordering::*;
 
     #[test]

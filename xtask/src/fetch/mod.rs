@@ -100,6 +100,23 @@ pub struct FetchArgs {
     pub probe_timeout: u64,
 }
 
+impl FetchArgs {
+    /// What the harness fetches on its own when the cache lacks it: Debian's x86_64 kernels and
+    /// guest userland (the source every machine here can reach).
+    pub fn debian_x86_64() -> Self {
+        FetchArgs {
+            source: Source::Debian,
+            release: vec![],
+            flavor: vec![],
+            arch: vec!["x86_64".into()],
+            mirror: None,
+            kernel: None,
+            initrd: None,
+            probe_timeout: 4,
+        }
+    }
+}
+
 /// Normalizes an architecture name to the kernel's spelling (`x86_64`, `aarch64`).
 pub fn kernel_arch(a: &str) -> Option<&'static str> {
     match a {

@@ -222,26 +222,11 @@ pub fn write_json(report: &Report, dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// `YYYY-MM-DDTHHMMSSZ` for a Unix time (UTC), without a date library.
+/// `YYYY-MM-DDTHHMMSSZ` for a Unix time (UTC): the status record's clock, made file-name safe.
 pub fn stamp(unix: u64) -> String {
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    // `YYYY-MM-DD HH:MM:SS UTC`, fixed width.
+    let t = kexec::status::format_utc(unix);
+    format!("{}T{}{}{}Z", &t[0..10], &t[11..13], &t[14..16], &t[17..19])
 }
 
 #[cfg(test)]

@@ -38,8 +38,12 @@ enum Task {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Fetch(args) => xtask::cache::Cache::open(xtask::cache::default_root())
-            .map_err(anyhow::Error::from)
+        // Fetching is the first step of the README's test command on a fresh machine: it also
+        // brings the tools (apt's dpkg-deb, cargo-nextest, …) that the tests need.
+        Task::Fetch(args) => xtask::tools::ensure(true)
+            .and_then(|()| {
+                xtask::cache::Cache::open(xtask::cache::default_root()).map_err(anyhow::Error::from)
+            })
             .and_then(|c| xtask::fetch::run(&c, &args))
             .map(|f| {
                 eprintln!(

@@ -67,22 +67,7 @@ pub fn ensure(install: bool) -> Result<()> {
         bail!("missing host tools: {list}; install them with `apt-get install -y {}` or run `cargo xtask tools --install`", pkgs.join(" "));
     }
     eprintln!("tools: installing {}", pkgs.join(" "));
-    let mut args = vec!["install", "-y", "--no-install-recommends"];
-    args.extend(pkgs.iter().copied());
-    if duct::cmd("apt-get", &args)
-        .stdout_to_stderr()
-        .run()
-        .is_err()
-    {
-        duct::cmd!("apt-get", "update")
-            .stdout_to_stderr()
-            .run()
-            .context("`apt-get update` failed")?;
-        duct::cmd("apt-get", &args)
-            .stdout_to_stderr()
-            .run()
-            .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
-    }
+    apt_install(&pkgs)?;
     let still = missing();
     if !still.is_empty() {
         bail!("still missing after apt-get install: {still:?}");
@@ -100,19 +85,28 @@ pub fn ensure_file(file: &str, package: &str, install: bool) -> Result<()> {
         bail!("{file} is missing; install it with `apt-get install -y {package}`");
     }
     eprintln!("tools: installing {package} (for {file})");
-    let args = ["install", "-y", "--no-install-recommends", package];
-    if duct::cmd("apt-get", args).stdout_to_stderr().run().is_err() {
-        duct::cmd!("apt-get", "update")
-            .stdout_to_stderr()
-            .run()
-            .context("`apt-get update` failed")?;
-        duct::cmd("apt-get", args)
-            .stdout_to_stderr()
-            .run()
-            .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
-    }
+    apt_install(&[package])?;
     if !std::path::Path::new(file).is_file() {
         bail!("{file} is still missing after `apt-get install {package}`");
     }
+    Ok(())
+}
+
+/// `apt-get install`, refreshing the package lists once if the first attempt fails (a fresh
+/// machine or container often has none).
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(pkgs.iter().copied());
+    if duct::cmd("apt-get", &args).stdout_to_stderr().run().is_ok() {
+        return Ok(());
+    }
+    duct::cmd!("apt-get", "update")
+        .stdout_to_stderr()
+        .run()
+        .context("`apt-get update` failed")?;
+    duct::cmd("apt-get", &args)
+        .stdout_to_stderr()
+        .run()
+        .with_context(|| format!("`apt-get {}` failed", args.join(" ")))?;
     Ok(())
 }

@@ -98,19 +98,25 @@ fn ensure_apt(need_arm64: bool) -> Result<()> {
     Ok(())
 }
 
+/// `apt-cache show` of every version of `names` on `deb_arch`, in one call (each call parses
+/// all package lists); unknown names just give no record.
+fn apt_show(names: &[&str], deb_arch: &str) -> String {
+    let mut args = vec!["show".to_string()];
+    args.extend(names.iter().map(|n| format!("{n}:{deb_arch}")));
+    duct::cmd("apt-cache", &args)
+        .stderr_null()
+        .unchecked()
+        .read()
+        .unwrap_or_default()
+}
+
 /// All (package, version) pairs apt knows for `names` on `deb_arch`, in one apt-cache call
 /// (each call parses all package lists, so one per name would take a minute).
 fn versions(names: &[&str], deb_arch: &str) -> Vec<(String, String)> {
     if names.is_empty() {
         return Vec::new();
     }
-    let mut args = vec!["show".to_string()];
-    args.extend(names.iter().map(|n| format!("{n}:{deb_arch}")));
-    let text = duct::cmd("apt-cache", &args)
-        .stderr_null()
-        .unchecked()
-        .read()
-        .unwrap_or_default();
+    let text = apt_show(names, deb_arch);
     let mut out = Vec::new();
     let mut package = String::new();
     for l in text.lines() {
@@ -155,13 +161,7 @@ fn lib_closure(package: &str, deb_arch: &str) -> Vec<(String, String)> {
     let mut frontier = vec![package.to_string()];
     while !frontier.is_empty() {
         let names: Vec<&str> = frontier.iter().map(String::as_str).collect();
-        let mut args = vec!["show".to_string()];
-        args.extend(names.iter().map(|n| format!("{n}:{deb_arch}")));
-        let text = duct::cmd("apt-cache", &args)
-            .stderr_null()
-            .unchecked()
-            .read()
-            .unwrap_or_default();
+        let text = apt_show(&names, deb_arch);
         let mut next = Vec::new();
         // Records of all versions: keep the newest record per package.
         let mut best: std::collections::BTreeMap<String, (String, String)> = Default::default();

@@ -17,6 +17,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+
+use crate::input_file::{Bytes, Input, OpenError};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,12 @@ impl Initrd {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
+
+    /// The initrd's bytes, mapped: the classic path's segment points into
+    /// them (a sealed memfd or a regular file, both mappable).
+    pub fn bytes(&self) -> std::io::Result<Bytes> {
+        Bytes::of(&self.file, &self.file.metadata()?)
+    }
 }
 
 /// Pads `len` up to the next multiple of 4.
@@ -93,85 +101,70 @@ fn display_name(path: &Path) -> String {
         .to_string()
 }
 
-fn open_file(path: &Path) -> Result<File> {
-    let file = File::open(path).map_err(|source| Error::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    let meta = file.metadata().map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.is_dir() {
-        return Err(Error::Directory {
+fn open_file(path: &Path) -> Result<Input> {
+    Input::open(path).map_err(|e| match e {
+        OpenError::Directory => Error::Directory {
             path: path.to_owned(),
-        });
-    }
-    Ok(file)
+        },
+        OpenError::Io(source) => Error::Open {
+            path: path.to_owned(),
+            source,
+        },
+    })
 }
 
-/// Opens the initrd given as paths. One path is passed through untouched
-/// (no copy); several are read and joined into a sealed memfd.
+/// The bytes of one `--initrd` file, with its name for the load record.
+fn read_part(path: &Path) -> Result<(String, Bytes)> {
+    let bytes = open_file(path)?.bytes().map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((display_name(path), bytes))
+}
+
+/// Opens the initrd given as paths. One regular file is passed through
+/// untouched (no copy); several, or a pipe, are joined into a sealed memfd.
 pub fn from_paths(paths: &[PathBuf]) -> Result<Option<Initrd>> {
-    match paths {
-        [] => Ok(None),
-        [one] => {
-            let file = open_file(one)?;
-            let len = file
-                .metadata()
-                .map_err(|source| Error::Read {
-                    path: one.clone(),
-                    source,
-                })?
-                .len();
-            Ok(Some(Initrd {
-                file,
+    if let [one] = paths {
+        let input = open_file(one)?;
+        if input.is_regular() {
+            let len = input.meta.len();
+            return Ok(Some(Initrd {
+                file: input.file,
                 parts: vec![Part {
                     name: one.display().to_string(),
                     len,
                 }],
                 total_len: len,
-            }))
-        }
-        many => {
-            let mut datas = Vec::with_capacity(many.len());
-            for p in many {
-                open_file(p)?;
-                let data = std::fs::read(p).map_err(|source| Error::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                datas.push((display_name(p), data));
-            }
-            let named: Vec<(String, &[u8])> = datas
-                .iter()
-                .map(|(n, d)| (n.clone(), d.as_slice()))
-                .collect();
-            from_bytes(&named).map(Some)
+            }));
         }
     }
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    assemble_parts(None, paths).map(Some)
+}
+
+/// Joins in-memory parts and then the files at `paths` into one sealed memfd.
+fn assemble_parts(first: Option<(String, &[u8])>, paths: &[PathBuf]) -> Result<Initrd> {
+    let files = paths
+        .iter()
+        .map(|p| read_part(p))
+        .collect::<Result<Vec<_>>>()?;
+    let named: Vec<(String, &[u8])> = first
+        .into_iter()
+        .chain(files.iter().map(|(n, d)| (n.clone(), &d[..])))
+        .collect();
+    from_bytes(&named)
 }
 
 /// The initrd of a load: an initrd embedded in the kernel file (a UKI's
 /// `.initrd`) first, then the `--initrd` files in order.
 pub fn assemble(embedded: Option<(String, &[u8])>, paths: &[PathBuf]) -> Result<Option<Initrd>> {
-    let Some((name, data)) = embedded else {
-        return from_paths(paths);
-    };
-    let mut files = Vec::with_capacity(paths.len());
-    for p in paths {
-        open_file(p)?;
-        files.push((
-            p.display().to_string(),
-            std::fs::read(p).map_err(|source| Error::Read {
-                path: p.clone(),
-                source,
-            })?,
-        ));
+    match embedded {
+        None => from_paths(paths),
+        Some(part) => assemble_parts(Some(part), paths).map(Some),
     }
-    let mut named: Vec<(String, &[u8])> = vec![(name, data)];
-    named.extend(files.iter().map(|(n, d)| (n.clone(), d.as_slice())));
-    from_bytes(&named).map(Some)
 }
 
 /// Whether the early-microcode check is worth reading the initrd for: it
@@ -188,12 +181,7 @@ pub fn wants_microcode_check(initrd: &Initrd) -> bool {
 /// initrd back through its descriptor; unreadable or unparsable initrds give
 /// no warning (the kernel is the judge of those).
 pub fn microcode_problem(initrd: &Initrd) -> Option<crate::image::initramfs::MicrocodeProblem> {
-    use std::io::{Read, Seek};
-    let mut f = File::from(initrd.fd().try_clone_to_owned().ok()?);
-    f.rewind().ok()?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data).ok()?;
-    f.rewind().ok()?;
+    let data = initrd.bytes().ok()?;
     let report = crate::image::initramfs::parse(&data).ok()?;
     crate::image::initramfs::microcode_problem(&report)
 }

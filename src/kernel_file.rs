@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::diagnose::ImageHints;
 use crate::image::bzimage::{SetupHeader, XLF_KERNEL_64};
 use crate::image::{self, arm64, uki, Format};
+use crate::input_file::{Bytes, Input, OpenError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,6 +27,8 @@ pub enum Error {
     Directory { path: PathBuf },
     #[error("kernel {path} is empty (0 bytes): it was cut short, e.g. by a full /boot; reinstall the kernel package or give another kernel image")]
     Empty { path: PathBuf },
+    #[error("kernel {path} is a FIFO with nothing writing to it; give the kernel image file, or start the writer first")]
+    EmptyFifo { path: PathBuf },
     #[error("cannot read kernel {path}: {source}")]
     Read {
         path: PathBuf,
@@ -65,8 +68,8 @@ pub struct KernelFile {
     /// Read-only descriptor for `kexec_file_load`: the file itself, or a
     /// sealed memfd holding the unpacked kernel.
     pub file: File,
-    /// The kernel `file` holds.
-    pub bytes: Vec<u8>,
+    /// The kernel `file` holds, mapped when it is the file itself.
+    pub bytes: Bytes,
     /// How `bytes` was obtained from the file, when it is not the file.
     pub unpacked: Option<String>,
     /// The x86 setup header, when the kernel is a bzImage.
@@ -91,26 +94,28 @@ fn format_name(f: &Format) -> &'static str {
 
 impl KernelFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        let meta = file.metadata().map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        if meta.is_dir() {
-            return Err(Error::Directory {
+        let input = Input::open(path).map_err(|e| match e {
+            OpenError::Directory => Error::Directory {
                 path: path.to_owned(),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            },
+            OpenError::Io(source) => Error::Open {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        let bytes = input.bytes().map_err(|source| Error::Read {
             path: path.to_owned(),
             source,
         })?;
         if bytes.is_empty() {
-            return Err(Error::Empty {
-                path: path.to_owned(),
+            return Err(if input.is_fifo() {
+                Error::EmptyFifo {
+                    path: path.to_owned(),
+                }
+            } else {
+                Error::Empty {
+                    path: path.to_owned(),
+                }
             });
         }
         let img = |source: image::Error| {
@@ -168,14 +173,15 @@ impl KernelFile {
             }
             _ => Cow::Borrowed(&bytes[..]),
         };
-        // The kernel is usually the file itself: keep that one buffer (moved, not cloned: a
-        // 14 MB copy costs a page fault per page, which TCG and small machines feel).
-        let kernel = match kernel {
-            Cow::Borrowed(_) => None,
+        // The kernel is usually the file itself: keep its mapping. The kernel
+        // reads only regular files, so anything else (a pipe) is staged.
+        let kernel: Option<Vec<u8>> = match kernel {
+            Cow::Borrowed(_) if input.is_regular() => None,
+            Cow::Borrowed(b) => Some(b.to_vec()),
             Cow::Owned(k) => Some(k),
         };
         let (file, kernel) = match kernel {
-            None => (file, bytes),
+            None => (input.file, bytes),
             Some(k) => {
                 let staged = crate::initrd::sealed_memfd("kexec-kernel", &k).map_err(|source| {
                     Error::Stage {
@@ -183,7 +189,7 @@ impl KernelFile {
                         source,
                     }
                 })?;
-                (staged, k)
+                (staged, Bytes::from(k))
             }
         };
         // Validate the kernel proper now, so a truncated or corrupt file is a
@@ -387,7 +393,7 @@ mod tests {
         std::fs::write(&p, u).unwrap();
         let k = KernelFile::open(&p).unwrap();
         assert_eq!(k.format, "uki");
-        assert_eq!(k.bytes, kernel);
+        assert_eq!(&*k.bytes, &kernel[..]);
         let parts = k.uki.as_ref().unwrap();
         assert_eq!(parts.initrd.as_deref(), Some(&b"UKI-INITRD"[..]));
         assert_eq!(
@@ -413,7 +419,7 @@ mod tests {
         std::fs::write(&p, gz.finish().unwrap()).unwrap();
         let k = KernelFile::open(&p).unwrap();
         assert_eq!(k.format, "arm64_compressed");
-        assert_eq!(k.bytes, image);
+        assert_eq!(&*k.bytes, &image[..]);
         assert!(
             k.kind().starts_with("an arm64 Image, the decompressed"),
             "{}",

@@ -12,6 +12,7 @@ pub mod diagnose;
 pub mod ifdown;
 pub mod image;
 pub mod initrd;
+pub mod input_file;
 pub mod kernel_file;
 pub mod status;
 pub mod syscall;

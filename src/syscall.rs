@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 /// One piece of memory for `kexec_load`: `buf` is copied to physical address
-/// `mem`, and the rest of `memsz` is zero-filled by the kernel.
+/// `mem`, and the rest of `memsz` is zero-filled by the kernel. `buf`
+/// borrows when it can: the kernel and initrd segments point into the
+/// files' mappings, so the kernel's copy is the only one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
-    pub buf: Vec<u8>,
+pub struct Segment<'a> {
+    pub buf: std::borrow::Cow<'a, [u8]>,
     pub mem: u64,
     pub memsz: u64,
 }
@@ -109,7 +111,8 @@ pub trait KexecSys {
     fn kexec_file_unload(&mut self, target: Target) -> Result<(), Errno>;
 
     /// `kexec_load(entry, segments, flags)`; with no segments, an unload.
-    fn kexec_load(&mut self, entry: u64, segments: &[Segment], flags: u64) -> Result<(), Errno>;
+    fn kexec_load(&mut self, entry: u64, segments: &[Segment<'_>], flags: u64)
+        -> Result<(), Errno>;
 
     /// `reboot(LINUX_REBOOT_CMD_KEXEC)`. On a real kernel a success never
     /// returns; `Ok` exists for the fake.
@@ -223,7 +226,12 @@ impl KexecSys for LinuxKexec {
         Errno::result(rc).map(drop)
     }
 
-    fn kexec_load(&mut self, entry: u64, segments: &[Segment], flags: u64) -> Result<(), Errno> {
+    fn kexec_load(
+        &mut self,
+        entry: u64,
+        segments: &[Segment<'_>],
+        flags: u64,
+    ) -> Result<(), Errno> {
         let raw: Vec<RawSegment> = segments
             .iter()
             .map(|s| RawSegment {
@@ -410,7 +418,7 @@ pub mod fake {
         fn kexec_load(
             &mut self,
             entry: u64,
-            segments: &[Segment],
+            segments: &[Segment<'_>],
             flags: u64,
         ) -> Result<(), Errno> {
             self.calls.push(Call::Load {

@@ -225,6 +225,25 @@ fn empty_kernel() {
     );
 }
 
+#[test]
+fn fifo_kernel_without_a_writer() {
+    // `open()` of such a FIFO blocks forever; kexec must answer instead.
+    let s = Sandbox::new();
+    let fifo = s.path("vmlinuz-fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let r = kexec(&s, &["-l", &s.arg("vmlinuz-fifo")]);
+    check(
+        "fifo_kernel_without_a_writer",
+        &r,
+        Expect {
+            code: 1,
+            names: &["[TMP]/vmlinuz-fifo"],
+            reason: &["FIFO with nothing writing to it"],
+            advice: &["give the kernel image file"],
+        },
+    );
+}
+
 /// The C library of the machine running the tests, else the fixture's
 /// synthesized shared object (e.g. on a musl system).
 fn a_shared_library() -> Vec<u8> {

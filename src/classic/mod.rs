@@ -59,11 +59,11 @@ pub struct Request<'a> {
 
 /// The arguments of `kexec_load`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadPlan {
+pub struct LoadPlan<'a> {
     /// Physical address of the purgatory's entry point.
     pub entry: u64,
     /// Sorted by address, page aligned, non-overlapping.
-    pub segments: Vec<Segment>,
+    pub segments: Vec<Segment<'a>>,
     /// `KEXEC_ARCH_X86_64`, plus `KEXEC_ON_CRASH` for a capture kernel.
     pub flags: u64,
     /// Where the protected-mode kernel goes (its entry is this + 0x200).

@@ -15,6 +15,7 @@ use crate::image::bzimage::{
 };
 use crate::syscall::Segment;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 const FOUR_GIB: u64 = 1 << 32;
 /// `startup_64` is at this offset from the load address (boot protocol ABI).
@@ -26,7 +27,7 @@ const INITRD_MIN: u64 = 16 * MIB;
 const OLD_CMDLINE_SIZE: usize = 255;
 
 /// Builds the `kexec_load` arguments for `req` on `machine`.
-pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
+pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
     if !purgatory::available() {
         return Err(purgatory::Error::Missing.into());
     }
@@ -177,26 +178,26 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     );
 
     let mut segments = vec![Segment {
-        buf: pm.to_vec(),
+        buf: Cow::Borrowed(pm),
         mem: kernel_addr,
         memsz: kernel_memsz,
     }];
     if let Some((addr, data)) = initrd {
         segments.push(Segment {
-            buf: data.to_vec(),
+            buf: Cow::Borrowed(data),
             mem: addr,
             memsz: page_align(data.len() as u64).unwrap_or(0),
         });
     }
     segments.push(Segment {
-        buf: zp,
+        buf: Cow::Owned(zp),
         mem: zp_addr,
         memsz: zp_size,
     });
     if let Some((addr, bytes)) = core_header {
         let memsz = page_align(bytes.len() as u64).unwrap_or(0);
         segments.push(Segment {
-            buf: bytes,
+            buf: Cow::Owned(bytes),
             mem: addr,
             memsz,
         });
@@ -217,7 +218,7 @@ pub fn plan(req: &Request, machine: &Machine) -> Result<LoadPlan> {
     )?;
     let image = purgatory::image_at(purg_addr, &params)?;
     segments.push(Segment {
-        buf: image,
+        buf: Cow::Owned(image),
         mem: purg_addr,
         memsz: purg_size,
     });
@@ -296,7 +297,7 @@ fn no_room(what: &'static str, size: u64, free: &FreeList, detail: String) -> Er
 /// for the kernel segment it is most of `init_size`, so leaving it out cuts
 /// the purgatory's work (in the dark, between the two kernels) by about 3x.
 fn purgatory_params(
-    segments: &[Segment],
+    segments: &[Segment<'_>],
     no_checks: bool,
     rip: u64,
     rsi: u64,
@@ -310,7 +311,7 @@ fn purgatory_params(
         p.skip_checks = 1;
         return Ok(p);
     }
-    let regions: Vec<&Segment> = segments.iter().filter(|s| !s.buf.is_empty()).collect();
+    let regions: Vec<&Segment<'_>> = segments.iter().filter(|s| !s.buf.is_empty()).collect();
     if regions.len() > p.regions.len() {
         return Err(purgatory::Error::TooManyRegions(regions.len()).into());
     }

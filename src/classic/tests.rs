@@ -138,7 +138,7 @@ fn req<'a>(kernel: &'a [u8], initrd: Option<&'a [u8]>, cmdline: &'a [u8]) -> Req
     }
 }
 
-fn segment_at(plan: &LoadPlan, mem: u64) -> &crate::syscall::Segment {
+fn segment_at<'p>(plan: &'p LoadPlan<'_>, mem: u64) -> &'p crate::syscall::Segment<'p> {
     plan.segments
         .iter()
         .find(|s| s.mem == mem)
@@ -186,9 +186,13 @@ fn places_like_kexec_tools_on_a_qemu_machine() {
     assert_eq!(plan.kernel_addr, 0x3cc0_0000);
     let kseg = segment_at(&plan, 0x3cc0_0000);
     assert_eq!(kseg.memsz, 0x337_8000, "init_size is reserved");
-    assert_eq!(kseg.buf, k[1024..]);
+    assert_eq!(&*kseg.buf, &k[1024..]);
     let iseg = segment_at(&plan, 0x3caf_3000);
-    assert_eq!(iseg.buf, initrd);
+    assert_eq!(&*iseg.buf, &initrd[..]);
+    // The kernel and initrd segments point into the caller's buffers (the
+    // files' mappings in the CLI): the kernel's copy is the only one.
+    assert!(matches!(kseg.buf, std::borrow::Cow::Borrowed(_)));
+    assert!(matches!(iseg.buf, std::borrow::Cow::Borrowed(_)));
     assert_eq!(plan.flags, KEXEC_ARCH_X86_64);
     check_invariants(&plan, &[Range::new(MIB, 0x3ffe_0000)]);
 }
@@ -214,7 +218,12 @@ fn zero_page_fields() {
     );
     assert_eq!(&zp[4096..4096 + 20], b"console=ttyS0 quiet\0");
     // Initrd.
-    let initrd_addr = plan.segments.iter().find(|s| s.buf == initrd).unwrap().mem;
+    let initrd_addr = plan
+        .segments
+        .iter()
+        .find(|s| *s.buf == initrd[..])
+        .unwrap()
+        .mem;
     assert_eq!(
         read_u32(zp, offsets::RAMDISK_IMAGE),
         Some(initrd_addr as u32)

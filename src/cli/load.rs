@@ -267,12 +267,13 @@ fn classic_load(
             ctx.view.arch()
         )));
     }
-    let initrd = match &p.initrd {
-        Some(i) => Some(read_back(i).map_err(|e| {
-            Failure::usage(format!("cannot read the initrd back for kexec_load: {e}"))
-        })?),
-        None => None,
-    };
+    let initrd =
+        match &p.initrd {
+            Some(i) => Some(i.bytes().map_err(|e| {
+                Failure::usage(format!("cannot map the initrd for kexec_load: {e}"))
+            })?),
+            None => None,
+        };
     let machine = Machine::from_root(&ctx.view.root).map_err(|e| Failure {
         code: EXIT_FAILED,
         message: format!("kexec_load: cannot read this machine's memory layout: {e}"),
@@ -310,14 +311,4 @@ fn classic_load(
             let d = diagnose::explain(Op::Load, errno, target, &ctx.view.facts(), &p.hints);
             Failure::kernel(EXIT_FAILED, Op::Load, errno, d)
         })
-}
-
-fn read_back(i: &initrd::Initrd) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek};
-    let mut f = std::fs::File::from(i.fd().try_clone_to_owned()?);
-    f.rewind()?;
-    let mut data = Vec::with_capacity(i.total_len as usize);
-    f.read_to_end(&mut data)?;
-    f.rewind()?;
-    Ok(data)
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::layer;
 use super::rows::{Flow, Mode};
-use crate::guest::paths;
+use crate::guest::{paths, Profile};
 use crate::scenario::{BootOpts, Impl, Kexec, Run, BOOT_DEADLINE, CMD_DEADLINE};
 
 /// Defines `bm` in the console's shell: sets `$BM` to the monotonic clock in nanoseconds.
@@ -369,7 +369,14 @@ fn ovmf_args(dir: &Path, name: &str) -> Result<Vec<String>> {
 /// that minus the next kernel's uptime (the shutdown, the handover and any firmware), and the
 /// next kernel's clock rate.
 pub fn reboot_once(name: &str, flow: Flow, work: &Path) -> Result<(f64, f64, f64)> {
-    let mut opts = BootOpts::default();
+    // The flows measured are Alpine's (the wiki's services and ours), so the guest is shaped
+    // like an Alpine kernel: no kexec_file_load (CONFIG_KEXEC_FILE off), which makes
+    // kexec-tools and `kexec` both use kexec_load with their own purgatory, as on Alpine.
+    // The firmware rows boot the same guest so every row shuts down and boots alike.
+    let mut opts = BootOpts {
+        profile: Profile::AlpineLike,
+        ..BootOpts::default()
+    };
     if let Some(l) = layer::build(flow, work)? {
         opts.layers.push(l);
     }

@@ -125,6 +125,22 @@ pub struct Machine {
     pub vmcoreinfo: Option<Range>,
     /// Virtual address of physical 0 in the direct map (from `/proc/kcore`).
     pub page_offset: u64,
+    /// Fresh randomness for the new kernel's RNG (`SETUP_RNG_SEED`), drawn
+    /// from `getrandom(2)` when the snapshot is taken; `None` if the RNG
+    /// could not give it without blocking.
+    pub rng_seed: Option<[u8; RNG_SEED_LEN]>,
+}
+
+/// Bytes of RNG seed handed to the new kernel, as the kernel's own
+/// `kexec_file_load` and kexec-tools pass.
+pub const RNG_SEED_LEN: usize = 32;
+
+/// `RNG_SEED_LEN` bytes from the kernel's RNG, or `None` if it is not ready.
+fn rng_seed() -> Option<[u8; RNG_SEED_LEN]> {
+    let mut seed = [0u8; RNG_SEED_LEN];
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), libc::GRND_NONBLOCK) };
+    (n == RNG_SEED_LEN as isize).then_some(seed)
 }
 
 impl Machine {
@@ -178,6 +194,7 @@ impl Machine {
                 .ok()
                 .and_then(|s| parse_vmcoreinfo(&s)),
             page_offset: read_page_offset(&root.join("proc/kcore")).unwrap_or(DEFAULT_PAGE_OFFSET),
+            rng_seed: rng_seed(),
         })
     }
 

@@ -123,6 +123,23 @@ fn fake_root(map: &[(u64, u64, &str)], crash: Option<(u64, u64)>) -> tempfile::T
     dir
 }
 
+/// The `setup_data` chain of a zero-page segment based at `base`: (type,
+/// offset of the node in the segment, data length), head first.
+fn setup_nodes(zp: &[u8], base: u64) -> Vec<(u32, usize, u32)> {
+    let mut nodes = Vec::new();
+    let mut next = read_u64(zp, offsets::SETUP_DATA).unwrap();
+    while next != 0 && nodes.len() < 8 {
+        let off = (next - base) as usize;
+        nodes.push((
+            read_u32(zp, off + 8).unwrap(),
+            off,
+            read_u32(zp, off + 12).unwrap(),
+        ));
+        next = read_u64(zp, off).unwrap();
+    }
+    nodes
+}
+
 fn qemu_machine() -> Machine {
     let dir = fake_root(QEMU_1G, None);
     Machine::from_root(dir.path()).unwrap()
@@ -249,7 +266,13 @@ fn zero_page_fields() {
     assert_eq!(zp[0x0f], 0x22, "screen_info copied");
     assert_eq!(read_u64(zp, offsets::ACPI_RSDP), Some(0xf59d0));
     assert_eq!(read_u64(zp, offsets::HARDWARE_SUBARCH + 4), Some(0x1234));
-    assert_eq!(read_u64(zp, offsets::SETUP_DATA), Some(0));
+    // One setup_data node: the RNG seed drawn with the machine snapshot.
+    let nodes = setup_nodes(zp, plan.zero_page_addr);
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let (kind, off, len) = nodes[0];
+    assert_eq!((kind, len), (zeropage::SETUP_RNG_SEED, 32));
+    assert!(off >= 4096 + 20 && off % 8 == 0, "after the command line");
+    assert_eq!(&zp[off + 16..off + 48], &m.rng_seed.unwrap()[..]);
 }
 
 #[test]
@@ -309,12 +332,11 @@ fn long_memory_maps_continue_in_setup_e820_ext() {
     let plan = plan(&req(&k, None, b"console=ttyS0"), &m).unwrap();
     let zp = &segment_at(&plan, plan.zero_page_addr).buf;
     assert_eq!(zp[offsets::E820_ENTRIES], 128);
-    let node = read_u64(zp, offsets::SETUP_DATA).unwrap();
-    let off = (node - plan.zero_page_addr) as usize;
+    let nodes = setup_nodes(zp, plan.zero_page_addr);
+    let &(kind, off, len) = nodes.last().unwrap();
     assert!(off >= 4096 + 14 && off % 8 == 0, "after the command line");
-    assert_eq!(read_u64(zp, off), Some(0), "last node");
-    assert_eq!(read_u32(zp, off + 8), Some(1), "SETUP_E820_EXT");
-    assert_eq!(read_u32(zp, off + 12), Some(24 * 20));
+    assert_eq!(kind, 1, "SETUP_E820_EXT");
+    assert_eq!(len, 24 * 20);
     assert_eq!(
         read_u64(zp, off + 16 + 23 * 20),
         Some(0x1_0000_0000 + 149 * 0x2000)
@@ -652,7 +674,13 @@ fn efi_machines_hand_over_the_runtime_map_to_kernels_that_take_it() {
     let plan = super::plan(&req(&old, None, b""), &m).unwrap();
     let zp = &segment_at(&plan, plan.zero_page_addr).buf;
     assert_eq!(read_u32(zp, offsets::EFI_LOADER_SIGNATURE), Some(0));
-    assert_eq!(read_u64(zp, offsets::SETUP_DATA), Some(0));
+    assert_eq!(
+        setup_nodes(zp, plan.zero_page_addr)
+            .iter()
+            .map(|n| n.0)
+            .collect::<Vec<_>>(),
+        [zeropage::SETUP_RNG_SEED]
+    );
     assert_eq!(
         read_u64(zp, offsets::ACPI_RSDP),
         Some(0x3f77_d014),

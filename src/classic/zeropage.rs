@@ -5,7 +5,7 @@
 //! loader is expected to fill is written; everything else stays zero, and
 //! `sentinel` stays 0 so the new kernel trusts the fields we set.
 
-use super::machine::{EfiRuntime, Machine, MemKind};
+use super::machine::{EfiRuntime, Machine, MemKind, RNG_SEED_LEN};
 use super::memory::MIB;
 use crate::image::bzimage::{SetupHeader, SETUP_HEADER_OFFSET};
 
@@ -78,10 +78,13 @@ const EFI_SETUP_DATA_LEN: usize = 96;
 pub const EFI_DESC_SIZE: usize = 40;
 /// `setup_data` type of the EFI facts a kexec'd kernel reuses.
 pub const SETUP_EFI: u32 = 4;
+/// `setup_data` type of a seed for the new kernel's RNG.
+pub const SETUP_RNG_SEED: u32 = 9;
 
 /// Where each piece goes inside the segment.
 struct Layout {
     e820_ext: Option<usize>,
+    rng_seed: Option<usize>,
     efi_setup: Option<usize>,
     efi_map: Option<usize>,
     len: usize,
@@ -95,6 +98,9 @@ fn layout(cmdline_len: usize, e820_len: usize, efi_descs: Option<usize>) -> Layo
         at = (at + 16 + ext * E820_ENTRY_SIZE).next_multiple_of(8);
         node
     });
+    // Always laid out; written only when the machine snapshot has a seed.
+    let rng_seed = Some(at);
+    at += 16 + RNG_SEED_LEN;
     let (efi_setup, efi_map) = match efi_descs {
         Some(n) => {
             let setup = at;
@@ -106,6 +112,7 @@ fn layout(cmdline_len: usize, e820_len: usize, efi_descs: Option<usize>) -> Layo
     };
     Layout {
         e820_ext,
+        rng_seed,
         efi_setup,
         efi_map,
         len: at,
@@ -126,8 +133,11 @@ fn put(b: &mut [u8], off: usize, v: &[u8]) {
 }
 
 /// Builds the segment: zero page, NUL-terminated `cmdline` at `base + 4096`,
-/// then a `SETUP_E820_EXT` node when the map has more than 128 entries, then
-/// (with `efi`) a `SETUP_EFI` node and the EFI runtime memory map.
+/// then a `SETUP_E820_EXT` node when the map has more than 128 entries, a
+/// `SETUP_RNG_SEED` node (the new kernel's RNG is ready from its first
+/// instruction instead of gathering entropy again, as after a `kexec -s` or a
+/// kexec-tools load), then (with `efi`) a `SETUP_EFI` node and the EFI
+/// runtime memory map.
 pub fn build(
     kernel: &[u8],
     machine: &Machine,
@@ -264,6 +274,10 @@ pub fn build(
             SETUP_E820_EXT,
             (e820.len() - E820_MAX_ZEROPAGE) * E820_ENTRY_SIZE,
         );
+    }
+    if let (Some(seed), Some(node)) = (machine.rng_seed, lay.rng_seed) {
+        put(&mut b, node + 16, &seed);
+        push_node(&mut b, node, SETUP_RNG_SEED, RNG_SEED_LEN);
     }
     if let (Some(efi), Some(node), Some(map)) = (efi, lay.efi_setup, lay.efi_map) {
         // What the running kernel was told about EFI, then the runtime map

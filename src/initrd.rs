@@ -17,9 +17,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
 use crate::input_file::{Bytes, Input, OpenError};
-use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -115,7 +115,11 @@ fn open_file(path: &Path) -> Result<Input> {
 
 /// The bytes of one `--initrd` file, with its name for the load record.
 fn read_part(path: &Path) -> Result<(String, Bytes)> {
-    let bytes = open_file(path)?.bytes().map_err(|source| Error::Read {
+    part_bytes(path, &open_file(path)?)
+}
+
+fn part_bytes(path: &Path, input: &Input) -> Result<(String, Bytes)> {
+    let bytes = input.bytes().map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -138,6 +142,10 @@ pub fn from_paths(paths: &[PathBuf]) -> Result<Option<Initrd>> {
                 total_len: len,
             }));
         }
+        // A pipe: read it through the descriptor already open (opening it
+        // again could leave its writer without a reader for a moment).
+        let (name, bytes) = part_bytes(one, &input)?;
+        return from_bytes(&[(name, &bytes[..])]).map(Some);
     }
     if paths.is_empty() {
         return Ok(None);
@@ -368,5 +376,21 @@ mod tests {
         assert!(err.to_string().contains("nope.img"), "{err}");
         let err = from_paths(&[dir.path().to_owned()]).unwrap_err();
         assert!(matches!(err, Error::Directory { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_piped_initrd_is_staged_in_a_memfd() {
+        // `--initrd <(zcat initramfs.gz)`: the kernel takes only regular files.
+        let (r, mut w) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut w, b"PIPED-INITRD").unwrap();
+        drop(w);
+        let path = PathBuf::from(format!("/proc/self/fd/{}", r.as_raw_fd()));
+        let i = from_paths(&[path]).unwrap().unwrap();
+        assert_eq!(i.total_len, 12);
+        assert_eq!(&*i.bytes().unwrap(), b"PIPED-INITRD");
+        assert!(
+            i.file.metadata().unwrap().is_file(),
+            "a memfd, not the pipe"
+        );
     }
 }

@@ -431,3 +431,72 @@ fn openrc_newer_kernel_boots() -> Result<()> {
         Ok(())
     })
 }
+
+/// A guest whose PID 1 is openrc-init (Alpine's alternative to busybox init), shaped like an
+/// Alpine kernel. There `openrc-shutdown -r` sets `RC_REBOOT=YES` for the shutdown runlevel,
+/// which is what the services' default mode (`KEXEC_ON=reboot`) waits for.
+fn openrc_init_opts() -> BootOpts {
+    BootOpts {
+        profile: Profile::AlpineLike,
+        extra_cmdline: vec!["kexecrs.init=openrc".into()],
+        ..BootOpts::default()
+    }
+}
+
+/// Under openrc-init, the shipped services with their defaults: `openrc-shutdown -r now`
+/// reboots through kexec (the kernel loaded during the shutdown), with no armed state.
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_init_reboot_kexecs() -> Result<()> {
+    scenario("openrc_init_reboot_kexecs", openrc_init_opts(), |run| {
+        let pid1 = run.ok("cat /proc/1/comm")?;
+        must_contain(&pid1, "openrc-init", "PID 1")?;
+        install(run, "")?;
+        let marker = run.guest.marker.clone();
+        let (_, text) = reboot_expect_kexec(run, "openrc-shutdown -r now", &marker)?;
+        must_contain(
+            &text,
+            "kexec-load: loading /boot/vmlinuz-amd64 for a fast reboot",
+            "the load at shutdown",
+        )?;
+        must_contain(&text, "kexec-exec: rebooting with kexec", "kexec-exec")?;
+        let pid1 = run.ok("cat /proc/1/comm")?;
+        must_contain(&pid1, "openrc-init", "PID 1 after the kexec")?;
+        Ok(())
+    })
+}
+
+/// Under openrc-init, `openrc-shutdown -p now` powers off even with a preloaded kernel: the
+/// services see `RC_REBOOT` unset and drop the kernel instead of jumping into it.
+#[test]
+#[ignore = "boots QEMU guests: run with `cargo xtask vm-test`"]
+fn openrc_init_poweroff_powers_off() -> Result<()> {
+    scenario(
+        "openrc_init_poweroff_powers_off",
+        openrc_init_opts(),
+        |run| {
+            install(run, "KEXEC_PRELOAD=yes")?;
+            if loaded(run)? != "1" {
+                bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
+            }
+            send(run, "openrc-shutdown -p now")?;
+            wait_powered_off(run)?;
+            let text = run.vm.console.text();
+            if text.matches("KEXECRS-READY").count() != 1 {
+                bail!(
+                    "a second boot happened after `openrc-shutdown -p`:\n{}",
+                    tail(&text, 40)
+                );
+            }
+            if run.vm.qmp.count("RESET") != 0 {
+                bail!("`openrc-shutdown -p` reset the machine instead of powering it off");
+            }
+            must_contain(
+                &text,
+                "this shutdown will not use kexec",
+                "kexec-load at poweroff",
+            )?;
+            Ok(())
+        },
+    )
+}

@@ -2,7 +2,7 @@
 //! itself when the kernel only offers `kexec_load` (as Alpine's kernels do,
 //! built without `CONFIG_KEXEC_FILE`).
 //!
-//! [`plan`] turns a bzImage, an initrd and a command line into the segments
+//! [`plan`] turns a bzImage (or an ELF vmlinux), an initrd and a command line into the segments
 //! for `kexec_load`: the protected-mode kernel placed as the boot protocol
 //! allows, the initrd, the zero page with the command line, our purgatory
 //! (which checks a SHA-256 of the other segments and enters the kernel), and
@@ -29,6 +29,7 @@ pub mod machine;
 pub mod memory;
 mod plan;
 pub mod purgatory;
+mod vmlinux;
 pub mod zeropage;
 
 pub use machine::Machine;
@@ -78,6 +79,16 @@ pub struct LoadPlan<'a> {
 pub enum Error {
     #[error("the kernel is not an x86 bzImage: {0}")]
     Image(#[from] bzimage::Error),
+    #[error("the kernel is not a usable ELF vmlinux: {0}")]
+    Elf(#[from] crate::image::elf::Error),
+    #[error("this ELF kernel is {0}, not x86_64: give an x86_64 vmlinux or bzImage")]
+    ElfNotX86_64(String),
+    #[error("this ELF kernel has no loadable segments (PT_LOAD): give the vmlinux itself, not a debug or stripped file")]
+    ElfNoSegments,
+    #[error("this ELF kernel's entry point {0:#x} is outside its loadable segments: the file is damaged or not a vmlinux")]
+    ElfEntryOutside(u64),
+    #[error("a crash kernel must run inside the crash reservation, and an ELF vmlinux runs only where it was linked: load the bzImage (vmlinuz) with -p")]
+    ElfCrash,
     #[error("this kernel has no 64-bit entry point (boot protocol {}.{:02}, xloadflags {xloadflags:#x}; kexec_load on x86_64 needs protocol 2.12+ with XLF_KERNEL_64): use a 64-bit kernel", version >> 8, version & 0xff)]
     No64BitEntry { version: u16, xloadflags: u16 },
     #[error("this kernel is a zImage (loadflags LOADED_HIGH clear), which only loads below 1 MiB; use a bzImage")]

@@ -8,6 +8,7 @@
 
 use super::memory::{page_align, FreeList, Range, MIB, PAGE_SIZE};
 use super::purgatory::{self, Params, Region};
+use super::vmlinux;
 use super::zeropage::{self, E820Entry, Placement};
 use super::{crash, Error, LoadPlan, Machine, Request, Result, KEXEC_ARCH_X86_64, KEXEC_ON_CRASH};
 use crate::image::bzimage::{
@@ -31,9 +32,22 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
     if !purgatory::available() {
         return Err(purgatory::Error::Missing.into());
     }
-    let hdr = SetupHeader::parse(req.kernel)?;
+    // A vmlinux has no setup header: it gets a synthetic one (see vmlinux.rs).
+    let elf = vmlinux::is_elf(req.kernel);
+    if elf && req.crash {
+        return Err(Error::ElfCrash);
+    }
+    let header: Cow<'_, [u8]> = if elf {
+        Cow::Owned(vmlinux::synthetic_header())
+    } else {
+        Cow::Borrowed(req.kernel)
+    };
+    let hdr = SetupHeader::parse(&header)?;
     check_loadable(&hdr)?;
-    if machine.five_level_paging() && !hdr.xloadflag(XLF_5LEVEL) {
+    // A vmlinux does not declare whether it copes with 5-level paging (only
+    // a bzImage's xloadflags do); distribution kernels are built with
+    // CONFIG_X86_5LEVEL, and kexec-tools does not check either.
+    if machine.five_level_paging() && !elf && !hdr.xloadflag(XLF_5LEVEL) {
         return Err(Error::No5LevelPaging);
     }
     if let Some(i) = req.cmdline.iter().position(|&c| c == 0) {
@@ -74,12 +88,23 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
     }
 
     // The protected-mode kernel: it needs init_size from its load address
-    // while it decompresses itself.
-    let pm = req.kernel.get(hdr.protected_mode_offset()..).unwrap_or(&[]);
-    let pm_len = pm.len() as u64;
-    let kernel_memsz = page_align(pm_len.max(u64::from(hdr.init_size.unwrap_or(0))))
-        .ok_or(Error::TooLarge("kernel (init_size)"))?;
-    let kernel_addr = place_kernel(&hdr, &mut free, kernel_memsz, limit)?;
+    // while it decompresses itself. A vmlinux goes where it was linked.
+    let (kernel_segments, kernel_addr, rip) = if elf {
+        let l = vmlinux::layout(req.kernel, &mut free)?;
+        (l.segments, l.base, l.entry)
+    } else {
+        let pm = req.kernel.get(hdr.protected_mode_offset()..).unwrap_or(&[]);
+        let pm_len = pm.len() as u64;
+        let kernel_memsz = page_align(pm_len.max(u64::from(hdr.init_size.unwrap_or(0))))
+            .ok_or(Error::TooLarge("kernel (init_size)"))?;
+        let kernel_addr = place_kernel(&hdr, &mut free, kernel_memsz, limit)?;
+        let seg = Segment {
+            buf: Cow::Borrowed(pm),
+            mem: kernel_addr,
+            memsz: kernel_memsz,
+        };
+        (vec![seg], kernel_addr, kernel_addr + STARTUP_64)
+    };
 
     // The initrd, page aligned, below initrd_addr_max unless the kernel
     // takes it anywhere.
@@ -165,7 +190,7 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
         .take_top_down(zp_size, PAGE_SIZE, MIB, FOUR_GIB)
         .ok_or_else(|| no_room("zero page", zp_size, &free, " below 4 GiB".into()))?;
     let zp = zeropage::build(
-        req.kernel,
+        &header,
         machine,
         &cmdline,
         &e820,
@@ -177,11 +202,7 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
         efi,
     );
 
-    let mut segments = vec![Segment {
-        buf: Cow::Borrowed(pm),
-        mem: kernel_addr,
-        memsz: kernel_memsz,
-    }];
+    let mut segments = kernel_segments;
     if let Some((addr, data)) = initrd {
         segments.push(Segment {
             buf: Cow::Borrowed(data),
@@ -212,7 +233,7 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
     let params = purgatory_params(
         &segments,
         req.no_checks,
-        kernel_addr + STARTUP_64,
+        rip,
         zp_addr,
         (purg_addr + purgatory::MEMSZ) & !15,
     )?;

@@ -722,3 +722,134 @@ fn mutated_headers_never_panic() {
         let _ = plan(&r, &m);
     }
 }
+
+/// A vmlinux-shaped ELF: `startup_64` `entry_off` bytes into a text segment
+/// at 16 MiB, a per-CPU segment with vaddr 0 right behind it, and a data
+/// segment sharing the per-CPU segment's last page.
+fn vmlinux(entry_physical: bool) -> Vec<u8> {
+    use crate::image::elf;
+    let text = vec![0x90u8; 0x3000];
+    let base = elf::build(
+        goblin::elf::header::ET_EXEC,
+        goblin::elf::header::EM_X86_64,
+        0xffff_ffff_8100_0000,
+        0x100_0000,
+        &text,
+        &[],
+        false,
+    );
+    let mut b = base;
+    // Append two more PT_LOADs by rewriting the program header table: the
+    // builder makes one, so the file is rebuilt by hand here.
+    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize;
+    let code_off = u64::from_le_bytes(b[phoff + 8..phoff + 16].try_into().unwrap());
+    let percpu = vec![0x11u8; 0x1800];
+    let data = vec![0x22u8; 0x900];
+    let percpu_off = b.len() as u64;
+    b.extend_from_slice(&percpu);
+    let data_off = b.len() as u64;
+    b.extend_from_slice(&data);
+    // New program headers at the end of the file.
+    let new_ph = b.len();
+    let ph = |off: u64, vaddr: u64, paddr: u64, filesz: u64, memsz: u64| {
+        let mut p = Vec::new();
+        p.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        p.extend_from_slice(&7u32.to_le_bytes()); // rwx
+        for v in [off, vaddr, paddr, filesz, memsz, 0x1000] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p
+    };
+    b.extend(ph(
+        code_off,
+        0xffff_ffff_8100_0000,
+        0x100_0000,
+        text.len() as u64,
+        text.len() as u64,
+    ));
+    b.extend(ph(percpu_off, 0, 0x100_3000, 0x1800, 0x1800));
+    b.extend(ph(
+        data_off,
+        0xffff_ffff_8100_4800,
+        0x100_4800,
+        0x900,
+        0x2000,
+    ));
+    b[32..40].copy_from_slice(&(new_ph as u64).to_le_bytes());
+    b[56..58].copy_from_slice(&3u16.to_le_bytes());
+    let entry: u64 = if entry_physical {
+        0x100_0b53
+    } else {
+        0xffff_ffff_8100_0b53
+    };
+    b[24..32].copy_from_slice(&entry.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_vmlinux_goes_where_it_was_linked_and_is_entered_at_startup_64() {
+    let m = qemu_machine();
+    for physical in [true, false] {
+        let k = vmlinux(physical);
+        let initrd = vec![5u8; 0x4000];
+        let plan = plan(&req(&k, Some(&initrd), b"console=ttyS0"), &m).unwrap();
+        // Text alone (borrowed from the file), then per-CPU and data merged
+        // into one page-aligned segment because they share a page.
+        let text = segment_at(&plan, 0x100_0000);
+        assert_eq!((text.buf.len(), text.memsz), (0x3000, 0x3000));
+        assert!(matches!(text.buf, std::borrow::Cow::Borrowed(_)));
+        let rest = segment_at(&plan, 0x100_3000);
+        assert_eq!(
+            rest.memsz, 0x4000,
+            "up to the data segment's page-aligned end"
+        );
+        assert_eq!(rest.buf.len(), 0x1800 + 0x900);
+        assert!(rest.buf[..0x1800].iter().all(|&b| b == 0x11));
+        assert!(rest.buf[0x1800..].iter().all(|&b| b == 0x22));
+        let (_, p) = purgatory_params(&plan);
+        assert_eq!(word(&p, 2 + 16), 0x100_0b53, "RIP = physical startup_64");
+        assert_eq!(word(&p, 2 + 4), plan.zero_page_addr, "RSI = zero page");
+        // The zero page carries a synthetic 2.15 header the kernel reads.
+        let zp = &segment_at(&plan, plan.zero_page_addr).buf;
+        assert_eq!(read_u32(zp, 0x202), Some(HDRS_MAGIC));
+        assert_eq!(&zp[0x206..0x208], &0x020fu16.to_le_bytes());
+        assert_eq!(zp[offsets::TYPE_OF_LOADER], 0xd0);
+        assert_eq!(&zp[4096..4096 + 14], b"console=ttyS0\0");
+        check_invariants(&plan, &[Range::new(MIB, 0x3ffe_0000)]);
+    }
+}
+
+#[test]
+fn vmlinux_refusals_say_why() {
+    let m = qemu_machine();
+    let k = vmlinux(true);
+    let mut r = req(&k, None, b"");
+    r.crash = true;
+    assert!(matches!(plan(&r, &m), Err(Error::ElfCrash)));
+    let arm = crate::image::elf::build(
+        goblin::elf::header::ET_EXEC,
+        goblin::elf::header::EM_AARCH64,
+        0xffff_8000_0800_0000,
+        0x4008_0000,
+        &[0u8; 64],
+        &[],
+        false,
+    );
+    let e = plan(&req(&arm, None, b""), &m).unwrap_err();
+    assert!(e.to_string().contains("aarch64"), "{e}");
+    // Linked where this machine has no RAM: named with its address.
+    let mut far = vmlinux(true);
+    let phoff = u64::from_le_bytes(far[32..40].try_into().unwrap()) as usize;
+    far[phoff + 24..phoff + 32].copy_from_slice(&0x8000_0000u64.to_le_bytes());
+    let e = plan(&req(&far, None, b""), &m).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::KernelAddressTaken {
+                addr: 0x8000_0000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

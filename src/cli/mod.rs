@@ -59,6 +59,8 @@ Directly reboot into a new kernel (drop-in for kexec-tools' kexec).
      --reuse-cmdline       Start from /proc/cmdline (without BOOT_IMAGE=, and
                            without crashkernel= for -p), then --append.
      --dtb=FILE            Device tree (arm64 only).
+     --args-linux          Accepted for compatibility: a vmlinux always gets
+                           the initrd and command line.
      --flavor=auto|NAME    Alpine: /boot/vmlinuz-NAME, /boot/*-ucode.img and
                            /boot/initramfs-NAME; auto takes NAME from uname -r.
      --print-ckr-size      Print the crash kernel reservation size in bytes.

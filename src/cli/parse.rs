@@ -115,6 +115,7 @@ enum Opt {
     Exec,
     Panic,
     Type,
+    ArgsLinux,
     FileSyscall,
     ClassicSyscall,
     AutoSyscall,
@@ -170,6 +171,9 @@ const SPECS: &[Spec] = &[
     s("command-line", None, true, Opt::Append),
     s("reuse-cmdline", None, false, Opt::ReuseCmdline),
     s("dtb", None, true, Opt::Dtb),
+    // kexec-tools' ELF loader wants this before it passes an initrd and a
+    // command line to a vmlinux; here a vmlinux always gets them.
+    s("args-linux", None, false, Opt::ArgsLinux),
     s("flavor", None, true, Opt::Flavor),
     // kexec-tools options with no equivalent here (documented in docs/differences.md).
     s("mem-min", None, true, Opt::Unsupported),
@@ -192,6 +196,8 @@ const SPECS: &[Spec] = &[
     s("serial", None, true, Opt::Unsupported),
     s("serial-baud", None, true, Opt::Unsupported),
     s("module", None, true, Opt::Unsupported),
+    s("args-elf", None, false, Opt::Unsupported),
+    s("args-none", None, false, Opt::Unsupported),
 ];
 
 fn find_long(name: &str) -> Result<&'static Spec, UsageError> {
@@ -340,6 +346,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
                 inv.status_target = Target::Crash;
             }
             Opt::Type => inv.image_type = value,
+            Opt::ArgsLinux => {}
             Opt::FileSyscall => inv.mode = SyscallMode::File,
             Opt::ClassicSyscall => inv.mode = SyscallMode::Classic,
             Opt::AutoSyscall => inv.mode = SyscallMode::Auto,
@@ -709,6 +716,13 @@ mod tests {
         assert_eq!(
             parse(&["--print-ckr-size"]).unwrap(),
             Command::PrintCrashSize
+        );
+        // kexec-tools' way of giving a vmlinux an initrd: accepted, as it changes nothing here.
+        let v = inv(&["-l", "vmlinux", "--args-linux", "--initrd", "i"]);
+        assert_eq!(v.initrds, vec![PathBuf::from("i")]);
+        assert_eq!(
+            parse(&["-l", "vmlinux", "--args-elf"]),
+            Err(UsageError::Unsupported("args-elf".into()))
         );
     }
 

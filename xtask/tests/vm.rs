@@ -302,6 +302,48 @@ fn crash_kernel(name: &str, k: Kexec) -> Result<()> {
     })
 }
 
+/// The ELF vmlinux inside the guest's own bzImage (its decompressed payload), as an
+/// initramfs layer putting it at `/boot/vmlinux`: a layer, so `/boot/initramfs` (what the
+/// next kernel unpacks) stays as small as in every other scenario.
+fn vmlinux_layer(name: &str) -> Result<std::path::PathBuf> {
+    let k = xtask::scenario::kernel()?;
+    let bytes =
+        std::fs::read(&k.kernel).with_context(|| format!("cannot read {}", k.kernel.display()))?;
+    let z = kexec::image::bzimage::BzImage::parse(&bytes)?;
+    let vmlinux = z.decompress_payload(&bytes, 512 << 20)?;
+    let mut a = xtask::cpio::Archive::new();
+    a.dir("boot", 0o755)?;
+    a.file("boot/vmlinux", vmlinux, 0o644)?;
+    let path = xtask::workspace_root()
+        .join("target/vm-tests")
+        .join(format!("{name}-vmlinux.cpio"));
+    std::fs::create_dir_all(path.parent().context("no parent")?)?;
+    a.write_file(&path)?;
+    Ok(path)
+}
+
+/// An ELF vmlinux instead of the bzImage: `kexec_load` puts its segments where it was linked
+/// and enters `startup_64`; in the default mode `kexec_file_load` refuses it (x86 takes only
+/// bzImages) and the load falls back to `kexec_load`.
+fn vmlinux_exec(name: &str, k: Kexec) -> Result<()> {
+    let mut o = opts(Profile::Debian);
+    o.layers.push(vmlinux_layer(name)?);
+    scenario(name, o, |run| {
+        let marker = format!("{name}-boot2");
+        let cmdline = run.cmdline_for(&marker);
+        run.load(
+            k,
+            "-l",
+            &format!(
+                "/boot/vmlinux --initrd {} --append \"{cmdline}\"",
+                paths::INITRAMFS
+            ),
+        )?;
+        exec(run, k, &marker)?;
+        assert_cmdline_has(run, &format!("kexecrs.marker={marker}"))
+    })
+}
+
 /// `variants!(scenario_fn(args…) { test_name: kexec, … })` makes one `#[test]` per variant,
 /// named `scenario_fn::test_name` (filter with `cargo xtask vm-test scenario_fn` or `ours`).
 macro_rules! variants {
@@ -354,6 +396,12 @@ variants!(exec_nothing_loaded() { ours: OURS, kexec_tools: KEXEC_TOOLS });
 variants!(load_disabled() { ours: OURS, kexec_tools: KEXEC_TOOLS });
 variants!(file_load_enosys() { ours: OURS, kexec_tools: KEXEC_TOOLS });
 variants!(disk_persists() { ours: OURS, kexec_tools: KEXEC_TOOLS });
+// kexec-tools' ELF loader takes an initrd only with --args-linux.
+variants!(vmlinux_exec() {
+    ours: OURS,
+    ours_classic: OURS_CLASSIC,
+    kexec_tools: Kexec::with(Impl::KexecTools, "--args-linux"),
+});
 variants!(crash_kernel() { ours: OURS, ours_classic: OURS_CLASSIC, kexec_tools: KEXEC_TOOLS });
 
 /// alpine-hardened: `kexec check` reports the disabled loads with Alpine's fix and exits

@@ -261,31 +261,33 @@ fn openrc_poweroff_powers_off() -> Result<()> {
         if loaded(run)? != "1" {
             bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
         }
-        let t = Instant::now();
-        send(run, "poweroff")?;
-        wait_powered_off(run)?;
-        eprintln!(
-            "[{}] `poweroff` -> powered off in {:.1} s",
-            run.name,
-            t.elapsed().as_secs_f64()
-        );
-        let text = run.vm.console.text();
-        if text.matches("KEXECRS-READY").count() != 1 {
-            bail!(
-                "a second boot happened after `poweroff`:\n{}",
-                tail(&text, 40)
-            );
-        }
-        if run.vm.qmp.count("RESET") != 0 {
-            bail!("`poweroff` reset the machine instead of powering it off");
-        }
-        must_contain(
-            &text,
-            "this shutdown will not use kexec",
-            "kexec-load at poweroff",
-        )?;
-        Ok(())
+        powers_off(run, "poweroff")
     })
+}
+
+/// Sends `cmd` (a poweroff) with a kernel preloaded and proves the machine powered off: no
+/// second boot, no firmware reset, and kexec-load saying it will not kexec.
+fn powers_off(run: &mut Run, cmd: &str) -> Result<()> {
+    let t = Instant::now();
+    send(run, cmd)?;
+    wait_powered_off(run)?;
+    eprintln!(
+        "[{}] `{cmd}` -> powered off in {:.1} s",
+        run.name,
+        t.elapsed().as_secs_f64()
+    );
+    let text = run.vm.console.text();
+    if text.matches("KEXECRS-READY").count() != 1 {
+        bail!("a second boot happened after `{cmd}`:\n{}", tail(&text, 40));
+    }
+    if run.vm.qmp.count("RESET") != 0 {
+        bail!("`{cmd}` reset the machine instead of powering it off");
+    }
+    must_contain(
+        &text,
+        "this shutdown will not use kexec",
+        "kexec-load at poweroff",
+    )
 }
 
 /// Scenario 6: the kernel file is broken after it was preloaded; at shutdown the reload
@@ -479,24 +481,7 @@ fn openrc_init_poweroff_powers_off() -> Result<()> {
             if loaded(run)? != "1" {
                 bail!("KEXEC_PRELOAD=yes: kexec-load start did not load the kernel");
             }
-            send(run, "openrc-shutdown -p now")?;
-            wait_powered_off(run)?;
-            let text = run.vm.console.text();
-            if text.matches("KEXECRS-READY").count() != 1 {
-                bail!(
-                    "a second boot happened after `openrc-shutdown -p`:\n{}",
-                    tail(&text, 40)
-                );
-            }
-            if run.vm.qmp.count("RESET") != 0 {
-                bail!("`openrc-shutdown -p` reset the machine instead of powering it off");
-            }
-            must_contain(
-                &text,
-                "this shutdown will not use kexec",
-                "kexec-load at poweroff",
-            )?;
-            Ok(())
+            powers_off(run, "openrc-shutdown -p now")
         },
     )
 }

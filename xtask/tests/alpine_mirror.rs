@@ -38,6 +38,7 @@ fn args(m: &Mirror, source: Source) -> FetchArgs {
         kernel: None,
         initrd: None,
         probe_timeout: 4,
+        alpine_keys: Some(support::alpine_mirror::test_keys_dir()),
     }
 }
 
@@ -163,4 +164,52 @@ fn probe_reports_why_a_mirror_is_unusable() {
     let url = format!("http://{}/alpine", l.local_addr().unwrap());
     drop(l);
     assert!(alpine::probe(Some(&url), std::time::Duration::from_secs(2)).is_err());
+}
+
+/// The index's signature, as `apk` checks it: a good one verifies with the key it names; an
+/// index swapped under the same signature, a key missing from the keys directory, and an
+/// unsigned index are refused, each saying which.
+#[test]
+fn apkindex_signatures_are_checked() {
+    use support::alpine_mirror::{signed_index, test_keys_dir};
+    let stream = |text: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let good = signed_index(&stream("P:musl\nV:1.2.5-r0\n"));
+    let keys = test_keys_dir();
+    assert_eq!(
+        alpine::verify_apkindex(&good, &keys).unwrap(),
+        "test.rsa.pub"
+    );
+
+    // Same signature stream, another index behind it.
+    let sig_len = good.len() - stream("P:musl\nV:1.2.5-r0\n").len();
+    let mut swapped = good[..sig_len].to_vec();
+    swapped.extend(stream("P:musl\nV:6.6.6-r0\n"));
+    let e = format!(
+        "{:#}",
+        alpine::verify_apkindex(&swapped, &keys).unwrap_err()
+    );
+    assert!(
+        e.contains("does not match its signature by test.rsa.pub"),
+        "{e}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let e = format!(
+        "{:#}",
+        alpine::verify_apkindex(&good, empty.path()).unwrap_err()
+    );
+    assert!(
+        e.contains("signed with test.rsa.pub") && e.contains(&empty.path().display().to_string()),
+        "{e}"
+    );
+
+    let e = format!(
+        "{:#}",
+        alpine::verify_apkindex(&stream("P:musl\n"), &keys).unwrap_err()
+    );
+    assert!(e.contains("unsigned"), "{e}");
 }

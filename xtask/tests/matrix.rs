@@ -24,6 +24,8 @@ fn matrix(dir: &Path, args: &[&str], shared_cache: bool, bound: Duration) -> Out
         .arg(dir.join("out"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // The loopback Alpine mirror signs its index with the test key.
+    cmd.env("KEXEC_RS_ALPINE_KEYS", alpine_mirror::test_keys_dir());
     if !shared_cache {
         cmd.env("KEXEC_RS_CACHE", dir.join("cache"));
     }

@@ -8,7 +8,11 @@
 //! extracted. Packages come from `APKINDEX.tar.gz`: an `.apk` is checked against the index's
 //! size (`S:`) and `C:` (SHA-1 of the compressed control stream), and its data stream against
 //! `.PKGINFO`'s `datahash` (SHA-256). A file that fails is deleted, never cached or extracted.
-//! The index's RSA signature is not checked (that needs Alpine's keys from `/etc/apk/keys`).
+//! The index itself is checked against its RSA signature with Alpine's keys (`--alpine-keys`,
+//! `KEXEC_RS_ALPINE_KEYS`, or an Alpine host's `/etc/apk/keys`), as `apk` does; with no keys
+//! directory at all the fetch says so and goes on (the index then only comes from the
+//! configured mirror), but a signature that does not verify, or a key that is not there,
+//! stops it.
 //!
 //! The mirror is never hard-coded: `--mirror URL`, else `KEXEC_RS_ALPINE_MIRROR`, else the
 //! first repository in the system's own `/etc/apk/repositories` (on an Alpine host).
@@ -181,6 +185,83 @@ pub fn read_apkindex(targz: &[u8]) -> Result<String> {
         }
     }
     bail!("APKINDEX.tar.gz has no APKINDEX file")
+}
+
+/// Where Alpine's public keys are: `--alpine-keys`, else `KEXEC_RS_ALPINE_KEYS`, else an Alpine
+/// host's `/etc/apk/keys`; `None` when none of them exists.
+pub fn keys_dir(arg: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = arg {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("KEXEC_RS_ALPINE_KEYS") {
+        return Some(PathBuf::from(p));
+    }
+    let etc = Path::new("/etc/apk/keys");
+    etc.is_dir().then(|| etc.to_path_buf())
+}
+
+/// Checks `APKINDEX.tar.gz` against its signature, as `apk` does: the first gzip stream is a
+/// tar holding `.SIGN.RSA.<key>` (PKCS#1 v1.5 over the SHA-1 of the rest of the file, the
+/// compressed index stream) or `.SIGN.RSA256.<key>` (SHA-256), and `<key>` names a PEM public
+/// key in `keys`. Returns the key's name.
+pub fn verify_apkindex(targz: &[u8], keys: &Path) -> Result<String> {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::{Pkcs1v15Sign, RsaPublicKey};
+
+    let members = gzip_members(targz).context("APKINDEX.tar.gz is not gzip streams")?;
+    let (Some(&(s0, s1)), Some(&(rest, _))) = (members.first(), members.get(1)) else {
+        bail!("APKINDEX.tar.gz has no signature stream before the index: it is unsigned");
+    };
+    let sig_tar = gunzip(&targz[s0..s1])?;
+    let mut ar = tar::Archive::new(&sig_tar[..]);
+    let mut found = None;
+    for e in ar.entries().context("the signature stream is not a tar")? {
+        let Ok(mut e) = e else { break };
+        let name = e
+            .path()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (sha256, key) = if let Some(k) = name.strip_prefix(".SIGN.RSA256.") {
+            (true, k.to_string())
+        } else if let Some(k) = name.strip_prefix(".SIGN.RSA.") {
+            (false, k.to_string())
+        } else {
+            continue;
+        };
+        let mut sig = Vec::new();
+        e.read_to_end(&mut sig)
+            .context("the signature cannot be read")?;
+        found = Some((sha256, key, sig));
+        break;
+    }
+    let Some((sha256, key, sig)) = found else {
+        bail!("APKINDEX.tar.gz carries no .SIGN.RSA signature: it is unsigned");
+    };
+    if key.contains('/') || key.starts_with('.') {
+        bail!("APKINDEX.tar.gz names an impossible signing key {key:?}");
+    }
+    let key_path = keys.join(&key);
+    let pem = std::fs::read_to_string(&key_path).with_context(|| {
+        format!(
+            "APKINDEX.tar.gz is signed with {key}, which is not in {}: add Alpine's key there (alpine-keys package) or point --alpine-keys at a directory holding it",
+            keys.display()
+        )
+    })?;
+    let public = RsaPublicKey::from_public_key_pem(&pem)
+        .with_context(|| format!("{} is not a PEM RSA public key", key_path.display()))?;
+    let signed = &targz[rest..];
+    let ok = if sha256 {
+        public.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(signed), &sig)
+    } else {
+        public.verify(Pkcs1v15Sign::new::<Sha1>(), &Sha1::digest(signed), &sig)
+    };
+    ok.map_err(|_| {
+        anyhow::anyhow!(
+            "APKINDEX.tar.gz does not match its signature by {key}: the index was altered or damaged; refusing it"
+        )
+    })?;
+    Ok(key)
 }
 
 /// The byte ranges of the gzip members an `.apk` is made of.
@@ -405,7 +486,17 @@ pub fn fetch(cache: &Cache, args: &FetchArgs) -> Result<Fetched> {
 
     // Userland: busybox, OpenRC, kexec-tools and their dependencies from the main repository.
     let repo = format!("{mirror}/{branch}/main/{arch}");
-    let idx_bytes = http::get_bytes(&format!("{repo}/APKINDEX.tar.gz"), Duration::from_secs(10))?;
+    let idx_url = format!("{repo}/APKINDEX.tar.gz");
+    let idx_bytes = http::get_bytes(&idx_url, Duration::from_secs(10))?;
+    match keys_dir(args.alpine_keys.as_deref()) {
+        Some(keys) => {
+            let key = verify_apkindex(&idx_bytes, &keys).with_context(|| idx_url.clone())?;
+            eprintln!("fetch: {idx_url}: signature by {key} verified");
+        }
+        None => eprintln!(
+            "fetch: {idx_url}: signature not checked (no /etc/apk/keys here; give Alpine's keys with --alpine-keys DIR)"
+        ),
+    }
     let index = parse_apkindex(&read_apkindex(&idx_bytes)?);
 
     let mut out = Fetched::default();

@@ -98,6 +98,10 @@ pub struct FetchArgs {
     /// Seconds `auto` waits for the Alpine mirror before choosing Debian.
     #[arg(long, default_value = "4")]
     pub probe_timeout: u64,
+    /// Directory of Alpine's signing keys (`<name>.rsa.pub`) that `APKINDEX.tar.gz` must be
+    /// signed with. Default: `KEXEC_RS_ALPINE_KEYS`, else `/etc/apk/keys` when it exists.
+    #[arg(long)]
+    pub alpine_keys: Option<PathBuf>,
 }
 
 impl FetchArgs {
@@ -113,6 +117,7 @@ impl FetchArgs {
             kernel: None,
             initrd: None,
             probe_timeout: 4,
+            alpine_keys: None,
         }
     }
 }

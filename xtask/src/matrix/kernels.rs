@@ -171,6 +171,7 @@ fn alpine_kernels(
             kernel: None,
             initrd: None,
             probe_timeout: 4,
+            alpine_keys: None,
         };
         match fetch::alpine::fetch(cache, &args) {
             Ok(f) => {
@@ -245,6 +246,7 @@ fn local_kernels(
             kernel: Some(kernel.clone()),
             initrd: initrd.clone(),
             probe_timeout: 4,
+            alpine_keys: None,
         };
         match fetch::local::fetch(cache, &args) {
             Ok(f) => {

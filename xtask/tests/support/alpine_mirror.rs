@@ -79,6 +79,29 @@ pub fn tar_of(files: &[(&str, &[u8])], fragment: bool) -> Vec<u8> {
     v
 }
 
+/// The directory holding the public half of the test signing key (`test.rsa.pub`), for
+/// `--alpine-keys` / `KEXEC_RS_ALPINE_KEYS`.
+pub fn test_keys_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys")
+}
+
+/// `APKINDEX.tar.gz` as Alpine signs it: a tar with `.SIGN.RSA.test.rsa.pub` (PKCS#1 v1.5
+/// over the SHA-1 of the index stream, with the test key), then the index stream.
+pub fn signed_index(index_stream: &[u8]) -> Vec<u8> {
+    use rsa::pkcs8::DecodePrivateKey;
+    let pem = include_str!("../data/alpine-test-key.pem");
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("the test key");
+    let sig = key
+        .sign(
+            rsa::Pkcs1v15Sign::new::<Sha1>(),
+            &Sha1::digest(index_stream),
+        )
+        .expect("signing");
+    let mut out = gz(&tar_of(&[(".SIGN.RSA.test.rsa.pub", &sig)], true));
+    out.extend_from_slice(index_stream);
+    out
+}
+
 /// Builds a v2 `.apk` and its APKINDEX record.
 pub fn apk(
     name: &str,
@@ -181,8 +204,7 @@ pub fn build(dir: &str, version: &str, netboot: &[(&str, &[u8])]) -> Mirror {
     );
     let (lts, lts_rec) = apk("linux-lts", "6.6.99-r0", &[("boot/x", b"x")], "", "");
     let index_text = [musl_rec, bb_rec, orc_rec, zlib_rec, kt_rec, lts_rec].join("\n");
-    let mut apkindex = gz(&tar_of(&[(".SIGN.RSA.test.rsa.pub", b"sig")], true));
-    apkindex.extend(gz(&tar_of(
+    let apkindex = signed_index(&gz(&tar_of(
         &[
             ("DESCRIPTION", b"test"),
             ("APKINDEX", index_text.as_bytes()),

@@ -87,6 +87,8 @@ pub enum Error {
     ElfNoSegments,
     #[error("this ELF kernel's entry point {0:#x} is outside its loadable segments: the file is damaged or not a vmlinux")]
     ElfEntryOutside(u64),
+    #[error("this vmlinux must be loaded where it was linked, {0}, which is not free RAM here: load the bzImage (vmlinuz) instead, which can go anywhere")]
+    ElfAddressTaken(memory::Range),
     #[error("a crash kernel must run inside the crash reservation, and an ELF vmlinux runs only where it was linked: load the bzImage (vmlinuz) with -p")]
     ElfCrash,
     #[error("this kernel has no 64-bit entry point (boot protocol {}.{:02}, xloadflags {xloadflags:#x}; kexec_load on x86_64 needs protocol 2.12+ with XLF_KERNEL_64): use a 64-bit kernel", version >> 8, version & 0xff)]

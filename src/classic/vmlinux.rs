@@ -116,7 +116,7 @@ pub fn layout<'a>(kernel: &'a [u8], free: &mut FreeList) -> Result<Layout<'a>> {
             .ok_or(Error::TooLarge("vmlinux segment"))?;
         let range = Range::new(mem, end);
         if !free.take_exact(range) {
-            return Err(Error::KernelAddressTaken { addr: mem, range });
+            return Err(Error::ElfAddressTaken(range));
         }
         let data = |s: &elf::Segment| -> &'a [u8] {
             // elf::parse checked that every segment's file bytes are in the

@@ -110,6 +110,8 @@ pub struct BootOpts {
     pub qemu_args: Vec<String>,
     /// Files added to the guest (in its userland layer).
     pub extra_files: Vec<guest::ExtraFile>,
+    /// Run under TCG with instruction counting (see [`crate::qemu::Accel::TcgIcount`]).
+    pub icount: bool,
 }
 
 impl Default for BootOpts {
@@ -122,6 +124,7 @@ impl Default for BootOpts {
             layers: Vec::new(),
             qemu_args: Vec::new(),
             extra_files: Vec::new(),
+            icount: false,
         }
     }
 }
@@ -209,7 +212,11 @@ impl Run {
             memory_mb: opts.memory_mb,
             disk,
         };
-        let accel = crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel));
+        let accel = if opts.icount {
+            Accel::TcgIcount
+        } else {
+            crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel))
+        };
         let started = Instant::now();
         let vm = Vm::start_with(&guest, accel, &dir, &opts.qemu_args)?;
         let mut run = Run {

@@ -98,8 +98,6 @@ pub struct Binaries {
     /// The project's `kexec`, or why it could not be built.
     pub ours: std::result::Result<PathBuf, String>,
     pub enosys_helper: PathBuf,
-    /// Prints the TSC (`/sbin/kexecrs-tsc`), for the bench's instruction-counted rows.
-    pub tsc_helper: PathBuf,
 }
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -145,12 +143,10 @@ pub fn build_binaries() -> Result<Binaries> {
         .join(TARGET)
         .join("release");
     cargo_static("enosys-kexec-file").map_err(anyhow::Error::msg)?;
-    cargo_static("guest-tsc").map_err(anyhow::Error::msg)?;
     let ours = cargo_static("kexec").map(|()| dir.join("kexec"));
     Ok(Binaries {
         ours,
         enosys_helper: dir.join("enosys-kexec-file"),
-        tsc_helper: dir.join("guest-tsc"),
     })
 }
 
@@ -453,7 +449,6 @@ pub fn build_initramfs(
         a.file_from(paths::OURS.trim_start_matches('/'), ours, 0o755)?;
     }
     a.file_from("sbin/enosys-kexec-file", &bins.enosys_helper, 0o755)?;
-    a.file_from("sbin/kexecrs-tsc", &bins.tsc_helper, 0o755)?;
 
     // Modules for a virtio disk, in load order.
     if let Some(mdir) = kernel.modules_dir() {

@@ -24,11 +24,6 @@ pub enum Accel {
     Auto,
     Kvm,
     Tcg,
-    /// TCG counting instructions (`-icount shift=0`): the guest's clocks advance 1 ns per
-    /// instruction, so times measured in the guest are exact and unaffected by host load.
-    /// For the bench's instruction-counted rows only; slower, single-threaded.
-    #[value(skip)]
-    TcgIcount,
 }
 
 /// TCG's translation-cache size in MiB unless `KEXEC_RS_TCG_TB_SIZE` says otherwise (0: QEMU's
@@ -60,19 +55,11 @@ fn tcg_accel() -> String {
 
 impl Accel {
     fn args(self) -> Vec<String> {
-        match self {
-            Accel::Kvm => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
-            // icount needs a single TCG thread.
-            Accel::TcgIcount => vec![
-                "-accel".into(),
-                tcg_accel().replace("thread=multi", "thread=single"),
-                "-cpu".into(),
-                "max".into(),
-                "-icount".into(),
-                "shift=0,sleep=off".into(),
-            ],
-            _ => vec!["-accel".into(), tcg_accel(), "-cpu".into(), "max".into()],
-        }
+        let v = match self {
+            Accel::Kvm => ["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+            _ => ["-accel".into(), tcg_accel(), "-cpu".into(), "max".into()],
+        };
+        v.to_vec()
     }
 
     /// The accelerator as QEMU is given it (e.g. `tcg,thread=multi,tb-size=64`), for reports.

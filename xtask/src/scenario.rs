@@ -110,8 +110,6 @@ pub struct BootOpts {
     pub qemu_args: Vec<String>,
     /// Files added to the guest (in its userland layer).
     pub extra_files: Vec<guest::ExtraFile>,
-    /// Run under TCG with instruction counting (see [`crate::qemu::Accel::TcgIcount`]).
-    pub icount: bool,
 }
 
 impl Default for BootOpts {
@@ -124,7 +122,6 @@ impl Default for BootOpts {
             layers: Vec::new(),
             qemu_args: Vec::new(),
             extra_files: Vec::new(),
-            icount: false,
         }
     }
 }
@@ -212,11 +209,7 @@ impl Run {
             memory_mb: opts.memory_mb,
             disk,
         };
-        let accel = if opts.icount {
-            Accel::TcgIcount
-        } else {
-            crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel))
-        };
+        let accel = crate::qemu::resolve_accel(Accel::Auto, Some(&k.kernel));
         let started = Instant::now();
         let vm = Vm::start_with(&guest, accel, &dir, &opts.qemu_args)?;
         let mut run = Run {

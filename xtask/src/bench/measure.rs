@@ -350,61 +350,6 @@ pub fn transition_once(name: &str, imp: Impl, mode: Mode) -> Result<Transition> 
     finish(run, result)
 }
 
-/// The TSC as `/sbin/kexecrs-tsc` prints it.
-fn tsc_of(text: &str) -> Result<u64> {
-    let v = text
-        .split("TSC=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok());
-    v.with_context(|| format!("no TSC reading in {text:?}"))
-}
-
-/// A fresh guest under instruction counting, a load with `imp`/`mode`, `kexec -e`: the virtual
-/// seconds (1 ns per guest instruction) from the TSC read just before `kexec -e` to the point
-/// where the next kernel starts its TSC-based `sched_clock` (early in `setup_arch`, after the
-/// decompressor): the TSC read in the next kernel minus the `sched_clock` of a log line written
-/// right after it (a printk timestamp), converted with that kernel's TSC frequency. The
-/// monotonic clock would start later and tick on jiffies at first, so it is not used.
-pub fn transition_icount_once(name: &str, imp: Impl, mode: Mode) -> Result<f64> {
-    let opts = BootOpts {
-        icount: true,
-        ..BootOpts::default()
-    };
-    let mut run = Run::boot(name, opts)?;
-    let result = (|| {
-        run.require(imp)?;
-        let marker = format!("{name}-next");
-        let args = load_args(&run, &marker);
-        run.load(Kexec::with(imp, mode.flags()), "-l", &args)?;
-        let before = tsc_of(&run.ok("/sbin/kexecrs-tsc")?)?;
-        send_marked(&mut run, &format!("{} -e", imp.path()), true)?;
-        let deadline = run.kexec_deadline;
-        wait_ready(
-            &mut run,
-            &marker,
-            deadline,
-            "the kexec'd kernel announcing itself",
-        )?;
-        run.assert_no_firmware_reboot()?;
-        // One command, so the TSC and the log line are taken a few instructions apart.
-        let out = run.ok(
-            "/sbin/kexecrs-tsc; echo kexecrs-tsc-mark > /dev/kmsg; dmesg | grep -m1 kexecrs-tsc-mark",
-        )?;
-        let after = tsc_of(&out)?;
-        let sched_s: f64 = logged(&out, "[", "] kexecrs-tsc-mark")
-            .context("no timestamped kexecrs-tsc-mark line in the kernel log")?;
-        let mhz: f64 = logged(&run.ok("dmesg | grep -m1 'tsc: Detected'")?, "Detected ", " MHz")
-            .context("the next kernel logged no TSC frequency")?;
-        let hz = mhz * 1e6;
-        let start = after as f64 - sched_s * hz;
-        let dark = (start - before as f64) / hz;
-        plausible("instruction-counted dark time", dark)?;
-        Ok(dark)
-    })();
-    finish(run, result)
-}
-
 /// QEMU arguments for OVMF, with a fresh copy of the variable store in `dir`.
 fn ovmf_args(dir: &Path, name: &str) -> Result<Vec<String>> {
     crate::tools::ensure_file(OVMF_CODE, "ovmf", true)?;

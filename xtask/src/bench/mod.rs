@@ -171,12 +171,11 @@ pub fn run(args: &Args) -> Result<()> {
     let dark = |k: &Kind| matches!(k, Kind::Transition(..));
     let cold = |k: &Kind| matches!(k, Kind::ColdBoot);
     let reboot = |k: &Kind| matches!(k, Kind::Reboot(_));
-    let icount = |k: &Kind| matches!(k, Kind::TransitionIcount(..));
     let count = |f: fn(&Kind) -> bool| measured.iter().filter(|m| f(&m.row.kind)).count();
     let n_dark = count(dark);
     // Each transition boot is also a cold-boot sample.
     let n_cold = if count(cold) > 0 { n_dark.max(1) } else { 0 };
-    let total = (count(in_load_guest) + n_dark + n_cold + count(icount)) * reps as usize
+    let total = (count(in_load_guest) + n_dark + n_cold) * reps as usize
         + count(reboot) * reboot_reps as usize;
     let mut p = Progress { done: 0, total };
     eprintln!(
@@ -250,18 +249,6 @@ pub fn run(args: &Args) -> Result<()> {
                 measured[ci].clock_rates.push(rate);
                 p.sample(&mut measured[ci], rep, reps, Ok(cold));
             }
-        }
-    }
-
-    // Instruction-counted transitions: a fresh guest under -icount per sample.
-    for rep in 0..reps {
-        for m in measured.iter_mut() {
-            let Kind::TransitionIcount(imp, mode) = m.row.kind else {
-                continue;
-            };
-            let name = format!("bench-{}-{}", m.row.id.replace('.', "-"), rep + 1);
-            let r = measure::transition_icount_once(&name, imp, mode);
-            p.sample(m, rep, reps, r);
         }
     }
 

@@ -63,9 +63,6 @@ pub enum Kind {
     Floor,
     /// `kexec -e` → the next kernel's userspace, minus that kernel's uptime.
     Transition(Impl, Mode),
-    /// The same handover in guest instructions (QEMU `-icount`, 1 ns each), read from the TSC
-    /// on both sides of the kexec: the work done, whatever the host's load.
-    TransitionIcount(Impl, Mode),
     /// QEMU start → userspace, minus the kernel's uptime.
     ColdBoot,
     /// `reboot` → the next userspace, on the busybox-init + OpenRC guest.
@@ -152,23 +149,6 @@ pub fn all() -> Vec<Row> {
                 label: "cold boot: QEMU start -> userspace - uptime".into(),
                 kind: Kind::ColdBoot,
                 compare: Vec::new(),
-            });
-        }
-    }
-    // The classic handovers again, counted in guest instructions: the host-clock rows above
-    // include what each guest instruction costs TCG, which differs between otherwise equal
-    // handovers (docs/performance.md).
-    for imp in [Impl::Ours, Impl::KexecTools] {
-        for m in [Mode::Classic, Mode::ClassicNoChecks] {
-            rows.push(Row {
-                id: format!("insns.{}-{}", imp_slug(imp), m.slug()),
-                label: format!("{} {} (dark, guest instructions)", imp.name(), m.flags()),
-                kind: Kind::TransitionIcount(imp, m),
-                compare: if imp == Impl::Ours {
-                    vec![cmp(&format!("insns.tools-{}", m.slug()), None)]
-                } else {
-                    Vec::new()
-                },
             });
         }
     }

@@ -158,16 +158,21 @@ fn openrc_install_and_kexec_reboot() -> Result<()> {
         if loaded(run)? != "0" {
             bail!("with the default configuration nothing is loaded before the shutdown");
         }
-        let marker = run.guest.marker.clone();
-        let (_, text) = reboot_expect_kexec(run, "kexec reboot", &marker)?;
-        must_contain(
-            &text,
-            "kexec-load: loading /boot/vmlinuz-amd64 for a fast reboot",
-            "the load at shutdown",
-        )?;
-        must_contain(&text, "kexec-exec: rebooting with kexec", "kexec-exec")?;
-        Ok(())
+        reboots_loading_at_shutdown(run, "kexec reboot")
     })
+}
+
+/// Sends `cmd` (a reboot) with the services' defaults and proves it went through kexec with
+/// the kernel loaded during the shutdown.
+fn reboots_loading_at_shutdown(run: &mut Run, cmd: &str) -> Result<()> {
+    let marker = run.guest.marker.clone();
+    let (_, text) = reboot_expect_kexec(run, cmd, &marker)?;
+    must_contain(
+        &text,
+        "kexec-load: loading /boot/vmlinuz-amd64 for a fast reboot",
+        "the load at shutdown",
+    )?;
+    must_contain(&text, "kexec-exec: rebooting with kexec", "kexec-exec")
 }
 
 /// Scenario 3, continued: `KEXEC_PRELOAD=yes` with an early-microcode archive and the
@@ -454,14 +459,7 @@ fn openrc_init_reboot_kexecs() -> Result<()> {
         let pid1 = run.ok("cat /proc/1/comm")?;
         must_contain(&pid1, "openrc-init", "PID 1")?;
         install(run, "")?;
-        let marker = run.guest.marker.clone();
-        let (_, text) = reboot_expect_kexec(run, "openrc-shutdown -r now", &marker)?;
-        must_contain(
-            &text,
-            "kexec-load: loading /boot/vmlinuz-amd64 for a fast reboot",
-            "the load at shutdown",
-        )?;
-        must_contain(&text, "kexec-exec: rebooting with kexec", "kexec-exec")?;
+        reboots_loading_at_shutdown(run, "openrc-shutdown -r now")?;
         let pid1 = run.ok("cat /proc/1/comm")?;
         must_contain(&pid1, "openrc-init", "PID 1 after the kexec")?;
         Ok(())

@@ -174,23 +174,22 @@ impl KernelFile {
             _ => Cow::Borrowed(&bytes[..]),
         };
         // The kernel is usually the file itself: keep its mapping. The kernel
-        // reads only regular files, so anything else (a pipe) is staged.
-        let kernel: Option<Vec<u8>> = match kernel {
-            Cow::Borrowed(_) if input.is_regular() => None,
-            Cow::Borrowed(b) => Some(b.to_vec()),
+        // reads only regular files, so anything else (a pipe) is staged, from
+        // the bytes already read.
+        let stage = |k: &[u8]| {
+            crate::initrd::sealed_memfd("kexec-kernel", k).map_err(|source| Error::Stage {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let unpacked_kernel = match kernel {
+            Cow::Borrowed(_) => None,
             Cow::Owned(k) => Some(k),
         };
-        let (file, kernel) = match kernel {
-            None => (input.file, bytes),
-            Some(k) => {
-                let staged = crate::initrd::sealed_memfd("kexec-kernel", &k).map_err(|source| {
-                    Error::Stage {
-                        path: path.to_owned(),
-                        source,
-                    }
-                })?;
-                (staged, Bytes::from(k))
-            }
+        let (file, kernel) = match unpacked_kernel {
+            None if input.is_regular() => (input.file, bytes),
+            None => (stage(&bytes)?, bytes),
+            Some(k) => (stage(&k)?, Bytes::from(k)),
         };
         // Validate the kernel proper now, so a truncated or corrupt file is a
         // one-line error naming it instead of an errno from the kernel.
@@ -329,6 +328,24 @@ mod tests {
         assert_eq!(k.cmdline_capacity(false).unwrap().0, 2047);
         assert_eq!(k.hints().kernel_64, Some(true));
         assert!(k.kind().contains("2.15"));
+    }
+
+    #[test]
+    fn a_piped_kernel_is_staged_for_kexec_file_load() {
+        use std::os::fd::AsRawFd;
+        let kernel = tiny_bzimage("6.6.58-0-lts");
+        let (r, mut w) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut w, &kernel).unwrap();
+        drop(w);
+        let k = KernelFile::open(Path::new(&format!("/proc/self/fd/{}", r.as_raw_fd()))).unwrap();
+        assert_eq!(&*k.bytes, &kernel[..]);
+        assert!(
+            k.file.metadata().unwrap().is_file(),
+            "a memfd, not the pipe"
+        );
+        let mut staged = Vec::new();
+        std::io::Read::read_to_end(&mut &k.file, &mut staged).unwrap();
+        assert_eq!(staged, kernel);
     }
 
     #[test]

@@ -277,36 +277,11 @@ fn shared_library_as_kernel() {
     );
 }
 
-/// A real 1x1 RGB PNG: signature, IHDR, IDAT (zlib), IEND, with CRCs.
-fn png() -> Vec<u8> {
-    use std::io::Write;
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-    }
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&1u32.to_be_bytes());
-    ihdr.extend_from_slice(&1u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&[0, 0xff, 0x80, 0x00]).unwrap(); // filter 0, one orange pixel
-    let idat = z.finish().unwrap();
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &idat);
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 #[test]
 fn png_as_kernel() {
     let s = Sandbox::new();
-    let k = s.write("vmlinuz.png", &png());
+    // A real PNG (fixtures/not-a-kernel.png, made by `cargo xtask fixtures`).
+    let k = s.fixture("not-a-kernel.png", "vmlinuz.png");
     let r = kexec(&s, &["-l", &k]);
     check(
         "png_as_kernel",

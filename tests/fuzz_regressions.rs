@@ -113,6 +113,10 @@ fn plan_everywhere(kernel: &[u8]) -> String {
                 cmdline: &cmdline,
                 crash,
                 no_checks: crash,
+                console: (!crash).then_some(kexec::classic::SerialConsole {
+                    port: 0x3f8,
+                    baud: Some(9600),
+                }),
             };
             match plan(&req, &machine) {
                 Ok(p) => {

@@ -25,6 +25,10 @@ fuzz_target!(|kernel: &[u8]| {
                 cmdline: &cmdline,
                 crash,
                 no_checks: crash,
+                console: (!crash).then_some(kexec::classic::SerialConsole {
+                    port: 0x3f8,
+                    baud: Some(9600),
+                }),
             };
             match plan(&req, machine) {
                 Ok(p) => {

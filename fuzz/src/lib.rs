@@ -125,6 +125,7 @@ mod tests {
                 cmdline: b"console=ttyS0",
                 crash,
                 no_checks: false,
+                console: None,
             };
             let plan = plan(&req, fake_machine()).unwrap_or_else(|e| panic!("crash={crash}: {e}"));
             assert!(plan.segments.len() >= 4, "{plan:?}");

@@ -125,7 +125,17 @@ core::arch::global_asm!(
 /// `params` is the image's own parameter block.
 #[no_mangle]
 pub unsafe extern "C" fn purgatory_main(params: *const Params) -> u64 {
-    u64::from(crate::verify::segments_intact(&*params))
+    let p = &*params;
+    // The same words as kexec-tools' purgatory, which people look for.
+    let console = crate::console::Serial::open(p.console_port as u16, p.console_divisor as u16);
+    if let Some(c) = &console {
+        c.write(b"I'm in purgatory\r\n");
+    }
+    let intact = crate::verify::segments_intact(p);
+    if let (false, Some(c)) = (intact, &console) {
+        c.write(b"purgatory: the loaded segments do not match their SHA-256 digest; not starting the new kernel\r\n");
+    }
+    u64::from(intact)
 }
 
 #[panic_handler]

@@ -9,6 +9,8 @@
 //! 2. unless `skip_checks` is set (`kexec -i`), computes the SHA-256 of every
 //!    other segment and compares it with the digest the loader stored; on a
 //!    mismatch it halts forever rather than jump into a corrupt kernel;
+//!    With `--console-serial` it first says so on the serial port, and says why
+//!    it halts;
 //! 3. loads every general register from the parameter block (for Linux:
 //!    RSI = zero page, RIP = load address + 0x200) and jumps.
 //!
@@ -26,5 +28,7 @@ pub mod params;
 pub mod sha256;
 pub mod verify;
 
+#[cfg(purgatory_image)]
+mod console;
 #[cfg(purgatory_image)]
 mod image;

@@ -55,6 +55,10 @@ pub struct Params {
     pub magic: u64,
     /// Non-zero: do not verify the digest (`kexec -i`).
     pub skip_checks: u64,
+    /// I/O port of a 16550 UART to report on (`--console-serial`); 0: silent.
+    pub console_port: u64,
+    /// Baud rate divisor for that UART (115200 / baud); 0 keeps its settings.
+    pub console_divisor: u64,
     pub entry: EntryRegs,
     /// Regions in the order they were hashed; unused ones have `len == 0`.
     pub regions: [Region; MAX_REGIONS],
@@ -67,6 +71,8 @@ impl Params {
     pub const EMPTY: Params = Params {
         magic: PARAMS_MAGIC,
         skip_checks: 0,
+        console_port: 0,
+        console_divisor: 0,
         entry: EntryRegs {
             rax: 0,
             rbx: 0,
@@ -104,6 +110,8 @@ impl Params {
         let head = [
             self.magic,
             self.skip_checks,
+            self.console_port,
+            self.console_divisor,
             e.rax,
             e.rbx,
             e.rcx,
@@ -146,9 +154,11 @@ mod tests {
 
     #[test]
     fn layout_has_no_padding_and_bytes_match_memory() {
-        assert_eq!(Params::SIZE, 8 * 2 + 17 * 8 + MAX_REGIONS * 16 + 32);
+        assert_eq!(Params::SIZE, 8 * 4 + 17 * 8 + MAX_REGIONS * 16 + 32);
         let mut p = Params::EMPTY;
         p.skip_checks = 1;
+        p.console_port = 0x3f8;
+        p.console_divisor = 12;
         p.entry.rsi = 0x1234_5678_9abc;
         p.entry.rip = 0x0100_0200;
         p.regions[3] = Region {

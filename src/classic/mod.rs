@@ -17,7 +17,7 @@
 //! let kernel = std::fs::read("/boot/vmlinuz")?;
 //! let initrd = std::fs::read("/boot/initrd.img")?;
 //! let machine = Machine::from_system()?;
-//! let req = Request { kernel: &kernel, initrd: Some(&initrd), cmdline: b"console=ttyS0", crash: false, no_checks: false };
+//! let req = Request { kernel: &kernel, initrd: Some(&initrd), cmdline: b"console=ttyS0", crash: false, no_checks: false, console: None };
 //! let p = plan(&req, &machine)?;
 //! let mut sys = LinuxKexec::default();
 //! sys.kexec_load(p.entry, &p.segments, p.flags)?;
@@ -56,6 +56,29 @@ pub struct Request<'a> {
     pub crash: bool,
     /// Skip the purgatory's SHA-256 check (`kexec -i`).
     pub no_checks: bool,
+    /// Where the purgatory reports (`--console-serial`); `None`: silent.
+    pub console: Option<SerialConsole>,
+}
+
+/// A 16550 UART for the purgatory's messages, as kexec-tools' `--serial` and
+/// `--serial-baud` describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialConsole {
+    /// I/O port base (0x3f8 is ttyS0).
+    pub port: u16,
+    /// Reprogram the UART to this rate; `None` keeps what the old kernel set,
+    /// which is what its console already uses.
+    pub baud: Option<u32>,
+}
+
+impl SerialConsole {
+    /// The UART's clock divisor for `baud` (115200 / baud), or `None` when
+    /// the rate has no exact divisor between 1 and 12, the range kexec-tools
+    /// accepts (115200 down to 9600 baud).
+    pub fn divisor_for(baud: u32) -> Option<u16> {
+        let d = 115_200u32.checked_div(baud)?;
+        (baud * d == 115_200 && (1..=12).contains(&d)).then_some(d as u16)
+    }
 }
 
 /// The arguments of `kexec_load`.

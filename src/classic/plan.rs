@@ -10,7 +10,10 @@ use super::memory::{page_align, FreeList, Range, MIB, PAGE_SIZE};
 use super::purgatory::{self, Params, Region};
 use super::vmlinux;
 use super::zeropage::{self, E820Entry, Placement};
-use super::{crash, Error, LoadPlan, Machine, Request, Result, KEXEC_ARCH_X86_64, KEXEC_ON_CRASH};
+use super::{
+    crash, Error, LoadPlan, Machine, Request, Result, SerialConsole, KEXEC_ARCH_X86_64,
+    KEXEC_ON_CRASH,
+};
 use crate::image::bzimage::{
     SetupHeader, LOADED_HIGH, XLF_5LEVEL, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_KEXEC, XLF_KERNEL_64,
 };
@@ -230,13 +233,20 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
     let purg_addr = free
         .take_top_down(purg_size, PAGE_SIZE, MIB, FOUR_GIB)
         .ok_or_else(|| no_room("purgatory", purg_size, &free, String::new()))?;
-    let params = purgatory_params(
+    let mut params = purgatory_params(
         &segments,
         req.no_checks,
         rip,
         zp_addr,
         (purg_addr + purgatory::MEMSZ) & !15,
     )?;
+    if let Some(c) = req.console {
+        params.console_port = u64::from(c.port);
+        params.console_divisor = c
+            .baud
+            .and_then(SerialConsole::divisor_for)
+            .map_or(0, u64::from);
+    }
     let image = purgatory::image_at(purg_addr, &params)?;
     segments.push(Segment {
         buf: Cow::Owned(image),

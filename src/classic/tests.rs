@@ -152,6 +152,7 @@ fn req<'a>(kernel: &'a [u8], initrd: Option<&'a [u8]>, cmdline: &'a [u8]) -> Req
         cmdline,
         crash: false,
         no_checks: false,
+        console: None,
     }
 }
 
@@ -171,6 +172,11 @@ fn purgatory_params(plan: &LoadPlan) -> (u64, Vec<u8>) {
     let off = purgatory::PARAMS_OFFSET;
     (s.mem, s.buf[off..off + Params::SIZE].to_vec())
 }
+
+/// Word indices of the parameter block's fields.
+const ENTRY: usize = std::mem::offset_of!(Params, entry) / 8;
+const REGIONS: usize = std::mem::offset_of!(Params, regions) / 8;
+const CONSOLE_PORT: usize = std::mem::offset_of!(Params, console_port) / 8;
 
 fn word(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap())
@@ -285,7 +291,11 @@ fn purgatory_gets_entry_registers_and_a_digest_of_every_other_segment() {
     assert_eq!(plan.entry, base + purgatory::ENTRY_OFFSET);
     assert_eq!(word(&p, 0), purgatory::PARAMS_MAGIC);
     assert_eq!(word(&p, 1), 0, "checks enabled");
-    let (rsi, rsp, rip) = (word(&p, 2 + 4), word(&p, 2 + 6), word(&p, 2 + 16));
+    let (rsi, rsp, rip) = (
+        word(&p, ENTRY + 4),
+        word(&p, ENTRY + 6),
+        word(&p, ENTRY + 16),
+    );
     assert_eq!(rsi, plan.zero_page_addr);
     assert_eq!(rip, plan.kernel_addr + 0x200);
     assert!(rsp > base && rsp <= base + purgatory::MEMSZ && rsp % 16 == 0);
@@ -294,12 +304,12 @@ fn purgatory_gets_entry_registers_and_a_digest_of_every_other_segment() {
     let mut h = sha2::Sha256::new();
     for (i, s) in others.iter().enumerate() {
         assert_eq!(
-            (word(&p, 19 + 2 * i), word(&p, 20 + 2 * i)),
+            (word(&p, REGIONS + 2 * i), word(&p, REGIONS + 1 + 2 * i)),
             (s.mem, s.buf.len() as u64)
         );
         h.update(&s.buf);
     }
-    assert_eq!(word(&p, 19 + 2 * others.len() + 1), 0, "list ends");
+    assert_eq!(word(&p, REGIONS + 2 * others.len() + 1), 0, "list ends");
     let digest: [u8; 32] = h.finalize().into();
     assert_eq!(&p[Params::SIZE - 32..], &digest);
 }
@@ -314,6 +324,44 @@ fn no_checks_sets_skip_checks() {
     let (_, p) = purgatory_params(&plan);
     assert_eq!(word(&p, 1), 1);
     assert_eq!(plan.segments.len(), 3, "kernel, zero page, purgatory");
+}
+
+#[test]
+fn console_serial_reaches_the_purgatory() {
+    let m = qemu_machine();
+    let k = Kernel::default().image();
+    let mut r = req(&k, None, b"");
+    let console_words = |r: &Request| {
+        let (_, p) = purgatory_params(&plan(r, &m).unwrap());
+        (word(&p, CONSOLE_PORT), word(&p, CONSOLE_PORT + 1))
+    };
+    assert_eq!(console_words(&r), (0, 0), "silent unless asked");
+    r.console = Some(SerialConsole {
+        port: 0x2f8,
+        baud: Some(38_400),
+    });
+    assert_eq!(console_words(&r), (0x2f8, 3));
+    r.console = Some(SerialConsole {
+        port: 0x3f8,
+        baud: None,
+    });
+    assert_eq!(
+        console_words(&r),
+        (0x3f8, 0),
+        "no rate: the UART keeps the old kernel's settings"
+    );
+}
+
+#[test]
+fn serial_rates_need_an_exact_divisor_from_1_to_12() {
+    let d = SerialConsole::divisor_for;
+    assert_eq!(
+        [d(115_200), d(57_600), d(38_400), d(14_400), d(9_600)],
+        [Some(1), Some(2), Some(3), Some(8), Some(12)]
+    );
+    for bad in [0, 4_800, 12_345, 230_400, u32::MAX] {
+        assert_eq!(d(bad), None, "{bad}");
+    }
 }
 
 #[test]
@@ -807,8 +855,12 @@ fn a_vmlinux_goes_where_it_was_linked_and_is_entered_at_startup_64() {
         assert!(rest.buf[..0x1800].iter().all(|&b| b == 0x11));
         assert!(rest.buf[0x1800..].iter().all(|&b| b == 0x22));
         let (_, p) = purgatory_params(&plan);
-        assert_eq!(word(&p, 2 + 16), 0x100_0b53, "RIP = physical startup_64");
-        assert_eq!(word(&p, 2 + 4), plan.zero_page_addr, "RSI = zero page");
+        assert_eq!(
+            word(&p, ENTRY + 16),
+            0x100_0b53,
+            "RIP = physical startup_64"
+        );
+        assert_eq!(word(&p, ENTRY + 4), plan.zero_page_addr, "RSI = zero page");
         // The zero page carries a synthetic 2.15 header the kernel reads.
         let zp = &segment_at(&plan, plan.zero_page_addr).buf;
         assert_eq!(read_u32(zp, 0x202), Some(HDRS_MAGIC));

@@ -154,13 +154,25 @@ pub(super) fn load(
         ));
     }
     let prepared = prepare(inv, ctx, notify)?;
-    let op = if inv.mode == SyscallMode::Classic {
+    // Only our purgatory can report on a serial port: asking for that picks
+    // kexec_load, and kexec_file_load (the kernel's purgatory) ignores it.
+    let mode = match (inv.console.is_some(), inv.mode) {
+        (true, SyscallMode::Auto) if classic_supported(ctx) => SyscallMode::Classic,
+        (true, SyscallMode::File) => {
+            notify(Notice::Warning(
+                "--console-serial has no effect with kexec_file_load (-s), whose purgatory is the kernel's; use -c to see it".into(),
+            ));
+            SyscallMode::File
+        }
+        (_, m) => m,
+    };
+    let op = if mode == SyscallMode::Classic {
         Op::Load
     } else {
         Op::FileLoad
     };
     super::run::require_cap_sys_boot(ctx, op, target)?;
-    let syscall = match inv.mode {
+    let syscall = match mode {
         SyscallMode::Classic => {
             classic_load(inv, &prepared, ctx, notify)?;
             "kexec_load"
@@ -168,7 +180,7 @@ pub(super) fn load(
         SyscallMode::File | SyscallMode::Auto => match file_load(&prepared, target, ctx) {
             Ok(()) => "kexec_file_load",
             Err(errno)
-                if inv.mode == SyscallMode::Auto && falls_back(errno) && classic_supported(ctx) =>
+                if mode == SyscallMode::Auto && falls_back(errno) && classic_supported(ctx) =>
             {
                 notify(Notice::Debug(format!(
                     "kexec_file_load answered {}; falling back to kexec_load",
@@ -198,7 +210,7 @@ pub(super) fn load(
                     EXIT_FAILED
                 };
                 let mut f = Failure::kernel(code, Op::FileLoad, errno, d);
-                if inv.mode == SyscallMode::Auto {
+                if mode == SyscallMode::Auto {
                     // Only reached when there is no kexec_load path to fall back to.
                     f.code = EXIT_FAILED;
                     f.message.push_str(&format!(
@@ -285,6 +297,7 @@ fn classic_load(
         cmdline: p.cmdline.as_bytes(),
         crash: inv.crash,
         no_checks: inv.no_checks,
+        console: inv.console,
     };
     let plan = classic::plan(&req, &machine).map_err(|e| Failure {
         code: EXIT_FAILED,

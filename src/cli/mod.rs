@@ -61,6 +61,10 @@ Directly reboot into a new kernel (drop-in for kexec-tools' kexec).
      --dtb=FILE            Device tree (arm64 only).
      --args-linux          Accepted for compatibility: a vmlinux always gets
                            the initrd and command line.
+     --console-serial      The purgatory reports on a serial port that it runs
+                           (and why, if it halts); picks kexec_load.
+     --serial=PORT         ttyS0 (default), ttyS1 or an I/O port like 0x3f8.
+     --serial-baud=BAUD    Reprogram the port (115200..9600); default: keep it.
      --flavor=auto|NAME    Alpine: /boot/vmlinuz-NAME, /boot/*-ucode.img and
                            /boot/initramfs-NAME; auto takes NAME from uname -r.
      --print-ckr-size      Print the crash kernel reservation size in bytes.

@@ -10,8 +10,29 @@
 
 use std::path::PathBuf;
 
+use crate::classic::SerialConsole;
 use crate::cmdline;
 use crate::syscall::Target;
+
+/// kexec-tools' default `--serial`: the first PC serial port.
+const TTYS0: u16 = 0x3f8;
+
+/// `--serial` as kexec-tools takes it: `ttyS0`, `ttyS1` or a hex I/O port.
+fn serial_port(v: &str) -> Result<u16, UsageError> {
+    let port = match v {
+        "ttyS0" => Some(TTYS0),
+        "ttyS1" => Some(0x2f8),
+        _ => v
+            .strip_prefix("0x")
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+            .filter(|&p| p != 0),
+    };
+    port.ok_or_else(|| {
+        UsageError::Invalid(format!(
+            "--serial '{v}': give ttyS0, ttyS1 or an I/O port in hex such as 0x3f8"
+        ))
+    })
+}
 
 /// Which syscall loads (and unloads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +72,9 @@ pub struct Invocation {
     /// Which image `-S` asks about: the crash image unless `-l` came after
     /// any `-p`, as kexec-tools' manual documents.
     pub status_target: Target,
+    /// `--console-serial`, with `--serial` and `--serial-baud`: the
+    /// purgatory reports on this UART (kexec_load only).
+    pub console: Option<SerialConsole>,
 }
 
 /// What the command line asks for.
@@ -127,6 +151,9 @@ enum Opt {
     ReuseCmdline,
     Dtb,
     Flavor,
+    ConsoleSerial,
+    SerialPort,
+    SerialBaud,
     /// A kexec-tools option this tool deliberately does not implement.
     Unsupported,
 }
@@ -175,6 +202,9 @@ const SPECS: &[Spec] = &[
     // command line to a vmlinux; here a vmlinux always gets them.
     s("args-linux", None, false, Opt::ArgsLinux),
     s("flavor", None, true, Opt::Flavor),
+    s("console-serial", None, false, Opt::ConsoleSerial),
+    s("serial", None, true, Opt::SerialPort),
+    s("serial-baud", None, true, Opt::SerialBaud),
     // kexec-tools options with no equivalent here (documented in docs/differences.md).
     s("mem-min", None, true, Opt::Unsupported),
     s("mem-max", None, true, Opt::Unsupported),
@@ -185,7 +215,6 @@ const SPECS: &[Spec] = &[
     s("load-live-update", None, false, Opt::Unsupported),
     s("exec-live-update", None, false, Opt::Unsupported),
     s("console-vga", None, false, Opt::Unsupported),
-    s("console-serial", None, false, Opt::Unsupported),
     s("elf32-core-headers", None, false, Opt::Unsupported),
     s("elf64-core-headers", None, false, Opt::Unsupported),
     s("pass-memmap-cmdline", None, false, Opt::Unsupported),
@@ -193,8 +222,6 @@ const SPECS: &[Spec] = &[
     s("reset-vga", None, false, Opt::Unsupported),
     s("real-mode", None, false, Opt::Unsupported),
     s("entry-32bit", None, false, Opt::Unsupported),
-    s("serial", None, true, Opt::Unsupported),
-    s("serial-baud", None, true, Opt::Unsupported),
     s("module", None, true, Opt::Unsupported),
     s("args-elf", None, false, Opt::Unsupported),
     s("args-none", None, false, Opt::Unsupported),
@@ -260,6 +287,7 @@ impl Invocation {
             flavor: None,
             image_type: None,
             status_target: Target::Crash,
+            console: None,
         }
     }
 }
@@ -292,6 +320,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
     let mut inv = Invocation::initial();
     let (mut skip_ifdown, mut skip_sync) = (false, false);
+    let mut console_serial = false;
+    let mut serial = SerialConsole {
+        port: TTYS0,
+        baud: None,
+    };
     // Which action options appeared, to refuse combinations whose
     // kexec-tools meaning (the later one silently wins) surprises.
     let mut seen: Vec<Opt> = Vec::new();
@@ -357,6 +390,23 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
             Opt::ReuseCmdline => inv.cmdline.reuse = true,
             Opt::Dtb => inv.dtb = value.map(PathBuf::from),
             Opt::Flavor => inv.flavor = value,
+            Opt::ConsoleSerial => console_serial = true,
+            Opt::SerialPort => {
+                serial.port = serial_port(value.as_deref().unwrap_or_default())?;
+            }
+            Opt::SerialBaud => {
+                let v = value.unwrap_or_default();
+                serial.baud = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|&b| SerialConsole::divisor_for(b).is_some())
+                        .ok_or_else(|| {
+                            UsageError::Invalid(format!(
+                                "--serial-baud '{v}': give a rate that divides 115200, from 9600 to 115200 (e.g. 115200, 38400, 9600)"
+                            ))
+                        })?,
+                );
+            }
             Opt::Unsupported => return Err(UsageError::Unsupported(spec.long.to_string())),
         }
         Ok(None)
@@ -436,6 +486,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
                 return Err(UsageError::Conflict(na, nb, why));
             }
         }
+    }
+    if console_serial {
+        // Without --console-serial, --serial and --serial-baud have no
+        // effect, as in kexec-tools.
+        inv.console = Some(serial);
     }
     if skip_ifdown {
         inv.do_ifdown = false;
@@ -812,5 +867,54 @@ mod tests {
         assert_eq!(parse(&["reboot"]).unwrap(), Command::Reboot);
         assert!(parse(&["reboot", "now"]).is_err());
         assert_eq!(inv(&["-l", "reboot"]).kernel, Some(PathBuf::from("reboot")));
+    }
+
+    #[test]
+    fn console_serial_takes_kexec_tools_port_and_rate_options() {
+        assert_eq!(
+            inv(&["--console-serial", "-l", "k"]).console,
+            Some(SerialConsole {
+                port: 0x3f8,
+                baud: None
+            })
+        );
+        assert_eq!(
+            inv(&[
+                "--serial=ttyS1",
+                "--serial-baud",
+                "115200",
+                "--console-serial",
+                "-l",
+                "k"
+            ])
+            .console,
+            Some(SerialConsole {
+                port: 0x2f8,
+                baud: Some(115_200)
+            })
+        );
+        let port = inv(&["--console-serial", "--serial", "0x3e8", "-l", "k"]).console;
+        assert_eq!(port.map(|c| c.port), Some(0x3e8));
+        assert_eq!(
+            inv(&["--serial=ttyS1", "--serial-baud=9600", "-l", "k"]).console,
+            None,
+            "no effect without --console-serial, as in kexec-tools"
+        );
+        for bad in [
+            "--serial=ttyS9",
+            "--serial=1016",
+            "--serial=0x",
+            "--serial=0x10000",
+            "--serial-baud=12345",
+            "--serial-baud=4800",
+            "--serial-baud=fast",
+        ] {
+            match parse(&[bad, "--console-serial", "-l", "k"]) {
+                Err(UsageError::Invalid(m)) => {
+                    assert!(m.contains(bad.split('=').next().unwrap()), "{m}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

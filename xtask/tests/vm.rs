@@ -57,6 +57,34 @@ fn load_exec(name: &str, k: Kexec, profile: Profile) -> Result<()> {
     })
 }
 
+/// `--console-serial`: the purgatory says it runs on ttyS0 (kexec-tools' words, which ours
+/// repeats), between the old kernel's last line and the new one's first. Ours in its default
+/// mode: asking for the message picks `kexec_load`, whose purgatory is ours.
+fn console_serial(name: &str, k: Kexec) -> Result<()> {
+    scenario(name, opts(Profile::Debian), |run| {
+        let marker = format!("{name}-boot2");
+        load_with_marker(run, k, &marker, "--console-serial --serial ttyS0")?;
+        let before = run.vm.console.count(PURGATORY_SAYS);
+        exec(run, k, &marker)?;
+        let text = run.vm.console.text();
+        let said = text.matches(PURGATORY_SAYS).count() - before;
+        ensure!(
+            said == 1,
+            "the purgatory's {PURGATORY_SAYS:?} appeared {said} times on the console"
+        );
+        let at = text.rfind(PURGATORY_SAYS).unwrap_or(0);
+        let new_kernel = text[at..].find("Linux version");
+        ensure!(
+            new_kernel.is_some(),
+            "no new kernel banner after the purgatory's message"
+        );
+        assert_cmdline_has(run, &format!("kexecrs.marker={marker}"))
+    })
+}
+
+/// What a purgatory asked for `--console-serial` prints first.
+const PURGATORY_SAYS: &str = "I'm in purgatory";
+
 /// `--reuse-cmdline`: the new kernel gets the running one's command line (same marker, so the
 /// proof of a new kernel is a second `Linux version` banner and a fresh uptime).
 fn reuse_cmdline(name: &str, k: Kexec, profile: Profile) -> Result<()> {
@@ -402,6 +430,7 @@ variants!(vmlinux_exec() {
     ours_classic: OURS_CLASSIC,
     kexec_tools: Kexec::with(Impl::KexecTools, "--args-linux"),
 });
+variants!(console_serial() { ours: OURS, kexec_tools: KEXEC_TOOLS });
 variants!(crash_kernel() { ours: OURS, ours_classic: OURS_CLASSIC, kexec_tools: KEXEC_TOOLS });
 
 /// alpine-hardened: `kexec check` reports the disabled loads with Alpine's fix and exits

@@ -699,6 +699,35 @@ mod tests {
     }
 
     #[test]
+    fn console_serial_loads_with_kexec_load_and_warns_with_s() {
+        // Default mode: only our purgatory can print, so kexec_file_load is not tried.
+        let mut m = Machine::new(&[]);
+        let k = m.path("boot/vmlinuz-real");
+        assert_eq!(m.run(&["--console-serial", "-l", &k]), Ok(0));
+        assert!(
+            matches!(m.sys.calls[0], Call::Load { .. }),
+            "{:?}",
+            m.sys.calls
+        );
+        assert!(
+            !m.sys
+                .calls
+                .iter()
+                .any(|c| matches!(c, Call::FileLoad { .. })),
+            "{:?}",
+            m.sys.calls
+        );
+        assert!(m.notices.iter().all(|n| !matches!(n, Notice::Warning(_))));
+        // -s keeps kexec_file_load and says the option does nothing there.
+        let mut m = Machine::new(&[]);
+        assert_eq!(m.run(&["-s", "--console-serial", "-l", &k]), Ok(0));
+        assert!(matches!(m.sys.calls[0], Call::FileLoad { .. }));
+        assert!(m.notices.iter().any(
+            |n| matches!(n, Notice::Warning(w) if w.contains("--console-serial has no effect"))
+        ));
+    }
+
+    #[test]
     fn arm64_has_no_classic_fallback_and_explains_einval() {
         let image = include_bytes!("../../fixtures/arm64-Image.bin");
         let mut m = Machine::new(&[

@@ -100,6 +100,10 @@ pub struct LoadPlan<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(
+        "serial rate {0} has no exact 16550 divisor: give 115200, 57600, 38400, 19200 or 9600"
+    )]
+    BadBaud(u32),
     #[error("the kernel is not an x86 bzImage: {0}")]
     Image(#[from] bzimage::Error),
     #[error("the kernel is not a usable ELF vmlinux: {0}")]

@@ -242,10 +242,12 @@ pub fn plan<'a>(req: &Request<'a>, machine: &Machine) -> Result<LoadPlan<'a>> {
     )?;
     if let Some(c) = req.console {
         params.console_port = u64::from(c.port);
-        params.console_divisor = c
-            .baud
-            .and_then(SerialConsole::divisor_for)
-            .map_or(0, u64::from);
+        params.console_divisor = match c.baud {
+            None => 0,
+            Some(b) => SerialConsole::divisor_for(b)
+                .ok_or(Error::BadBaud(b))?
+                .into(),
+        };
     }
     let image = purgatory::image_at(purg_addr, &params)?;
     segments.push(Segment {

@@ -350,6 +350,11 @@ fn console_serial_reaches_the_purgatory() {
         (0x3f8, 0),
         "no rate: the UART keeps the old kernel's settings"
     );
+    r.console = Some(SerialConsole {
+        port: 0x3f8,
+        baud: Some(12_345),
+    });
+    assert!(matches!(plan(&r, &m), Err(Error::BadBaud(12_345))));
 }
 
 #[test]
